@@ -1,0 +1,322 @@
+//! main.yaml: process-wide settings, read once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ConfigError, Issue, IssueSink};
+use super::spans::SpanIndex;
+use super::yaml::{load_mapping, read_file, type_error};
+
+/// The keys main.yaml accepts; kept equal to `MainConfig`'s fields by a unit test.
+pub const MAIN_KEYS: &[&str] = &[
+    "threads",
+    "user",
+    "group",
+    "daemon",
+    "upstream_keepalive_pool_size",
+    "pid_file",
+    "error_log",
+    "upgrade_sock",
+    "config_address",
+    "config_tls_address",
+    "config_tls_certificate",
+    "config_tls_key_file",
+    "proxy_address_http",
+    "proxy_address_tls",
+    "proxy_certificates",
+    "upstreams_conf",
+    "log_level",
+    "hc_method",
+    "hc_interval",
+    "master_key",
+    "connect_timeout",
+    "shutdown_timeout",
+];
+
+pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+pub const HC_METHODS: &[&str] = &["HEAD", "GET", "POST"];
+
+/// main.yaml as written, with the documented defaults for absent keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MainConfig {
+    /// Proxy worker threads; defaults to the number of CPUs.
+    pub threads: Option<usize>,
+    /// Drop root privileges to this user after binding.
+    pub user: Option<String>,
+    /// Drop root privileges to this group after binding.
+    pub group: Option<String>,
+    /// Run in the background (`-d` also does).
+    pub daemon: bool,
+    /// Idle upstream connections kept for reuse.
+    pub upstream_keepalive_pool_size: usize,
+    /// PID file.
+    pub pid_file: PathBuf,
+    /// Error log file; stderr when absent.
+    pub error_log: Option<PathBuf>,
+    /// Socket used to hand listeners over during a zero-downtime upgrade (`-u`).
+    pub upgrade_sock: PathBuf,
+    /// Plain-HTTP address of the config API.
+    pub config_address: String,
+    /// HTTPS address of the config API.
+    pub config_tls_address: Option<String>,
+    /// Certificate of the HTTPS config API.
+    pub config_tls_certificate: Option<PathBuf>,
+    /// Private key of the HTTPS config API.
+    pub config_tls_key_file: Option<PathBuf>,
+    /// Plain-HTTP proxy listener.
+    pub proxy_address_http: String,
+    /// TLS proxy listener.
+    pub proxy_address_tls: Option<String>,
+    /// Folder of `{NAME}.crt` + `{NAME}.key` pairs for the TLS listener.
+    pub proxy_certificates: Option<PathBuf>,
+    /// The routing file (upstreams.yaml), watched for changes.
+    pub upstreams_conf: PathBuf,
+    /// off, error, warn, info, debug or trace.
+    pub log_level: String,
+    /// Health-check method: HEAD, GET or POST.
+    pub hc_method: String,
+    /// Seconds between health checks.
+    pub hc_interval: u64,
+    /// Secret for the config API and for minting JWTs.
+    pub master_key: Option<String>,
+    /// Seconds to wait for an upstream TCP connection before trying the next server.
+    pub connect_timeout: f64,
+    /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for MainConfig {
+    fn default() -> Self {
+        MainConfig {
+            threads: None,
+            user: None,
+            group: None,
+            daemon: false,
+            upstream_keepalive_pool_size: 128,
+            pid_file: PathBuf::from("/tmp/aralez.pid"),
+            error_log: None,
+            upgrade_sock: PathBuf::from("/tmp/aralez.sock"),
+            config_address: "127.0.0.1:3000".into(),
+            config_tls_address: None,
+            config_tls_certificate: None,
+            config_tls_key_file: None,
+            proxy_address_http: "0.0.0.0:6193".into(),
+            proxy_address_tls: None,
+            proxy_certificates: None,
+            upstreams_conf: PathBuf::from("upstreams.yaml"),
+            log_level: "info".into(),
+            hc_method: "HEAD".into(),
+            hc_interval: 2,
+            master_key: None,
+            connect_timeout: 2.0,
+            shutdown_timeout: 10,
+        }
+    }
+}
+
+impl MainConfig {
+    /// Reads, checks and resolves main.yaml. Relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<MainConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = read_file(path)?;
+        let mut config = Self::parse(&text, &file)?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and validates main.yaml text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<MainConfig, ConfigError> {
+        let spans = SpanIndex::build(text);
+        let mapping = load_mapping(text, file)?;
+        let mut sink = IssueSink::new(file, &spans);
+        for key in mapping.keys() {
+            match key.as_str() {
+                Some(k) if MAIN_KEYS.contains(&k) => {}
+                Some(k) => sink.unknown_key("", k, MAIN_KEYS),
+                None => sink.push("", "keys must be strings"),
+            }
+        }
+        sink.finish()?;
+        let config: MainConfig =
+            serde_path_to_error::deserialize(serde_yaml::Value::Mapping(mapping))
+                .map_err(|e| type_error(e, file, &spans))?;
+        config.validate(file, &spans)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str, spans: &SpanIndex) -> Result<(), ConfigError> {
+        let mut sink = IssueSink::new(file, spans);
+        let addresses = [
+            ("proxy_address_http", Some(&self.proxy_address_http)),
+            ("proxy_address_tls", self.proxy_address_tls.as_ref()),
+            ("config_address", Some(&self.config_address)),
+            ("config_tls_address", self.config_tls_address.as_ref()),
+        ];
+        for (key, value) in addresses {
+            if let Some(v) = value {
+                if v.parse::<SocketAddr>().is_err() {
+                    sink.push(key, format!("{v:?} is not an IP:port address"));
+                }
+            }
+        }
+        if self.threads == Some(0) {
+            sink.push("threads", "must be at least 1");
+        }
+        if !LOG_LEVELS.contains(&self.log_level.as_str()) {
+            sink.push(
+                "log_level",
+                format!("{:?} is not one of {}", self.log_level, LOG_LEVELS.join(", ")),
+            );
+        }
+        if !HC_METHODS.contains(&self.hc_method.to_ascii_uppercase().as_str()) {
+            sink.push(
+                "hc_method",
+                format!("{:?} is not one of {}", self.hc_method, HC_METHODS.join(", ")),
+            );
+        }
+        if self.hc_interval == 0 {
+            sink.push("hc_interval", "must be at least 1 second");
+        }
+        if !(self.connect_timeout.is_finite() && self.connect_timeout > 0.0) {
+            sink.push("connect_timeout", "must be a positive number of seconds");
+        }
+        if self.proxy_address_tls.is_some() && self.proxy_certificates.is_none() {
+            sink.push("proxy_address_tls", "needs proxy_certificates (the certificate folder)");
+        }
+        if self.config_tls_address.is_some()
+            && (self.config_tls_certificate.is_none() || self.config_tls_key_file.is_none())
+        {
+            sink.push(
+                "config_tls_address",
+                "needs config_tls_certificate and config_tls_key_file",
+            );
+        }
+        if self.master_key.as_deref() == Some("") {
+            sink.push("master_key", "must not be empty; remove the key to disable the API");
+        }
+        sink.finish()
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.pid_file);
+        resolve(&mut self.upgrade_sock);
+        resolve(&mut self.upstreams_conf);
+        for p in [
+            &mut self.error_log,
+            &mut self.config_tls_certificate,
+            &mut self.config_tls_key_file,
+            &mut self.proxy_certificates,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
+    }
+
+    /// Worker threads: the configured number, or one per CPU.
+    pub fn worker_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// The port of the TLS listener, used to build HTTPS redirects.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.proxy_address_tls
+            .as_deref()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map(|a| a.port())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.connect_timeout)
+    }
+}
+
+/// Formats issues for display; used by `-t`.
+pub fn describe(issues: &[Issue]) -> String {
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_list_matches_struct_fields() {
+        let value = serde_yaml::to_value(MainConfig::default()).unwrap();
+        let fields: Vec<String> = value
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        let mut expected: Vec<String> = MAIN_KEYS.iter().map(|s| s.to_string()).collect();
+        let mut got = fields.clone();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = MainConfig::parse("", "main.yaml").unwrap();
+        assert_eq!(c, MainConfig::default());
+        assert_eq!(c.config_address, "127.0.0.1:3000");
+        assert_eq!(c.connect_timeout(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_a_suggestion() {
+        let err = MainConfig::parse("threads: 2\nproxy_adress_http: 0.0.0.0:80\n", "main.yaml")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "main.yaml:2:1: proxy_adress_http: unknown key `proxy_adress_http`; did you mean `proxy_address_http`?"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let err = MainConfig::parse("log_level: info\nthreads: many\n", "main.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("main.yaml:2:10: threads: "), "{text}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported() {
+        let err = MainConfig::parse(
+            "proxy_address_http: nowhere\nlog_level: loud\nproxy_address_tls: 0.0.0.0:443\n",
+            "main.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(err.issues.len(), 3, "{err}");
+        assert_eq!(err.issues[0].location.map(|l| l.line), Some(1));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file_folder() {
+        let mut c = MainConfig::parse("upstreams_conf: up.yaml\npid_file: /run/a.pid\n", "m")
+            .unwrap();
+        c.resolve_paths(Path::new("/etc/aralez"));
+        assert_eq!(c.upstreams_conf, PathBuf::from("/etc/aralez/up.yaml"));
+        assert_eq!(c.pid_file, PathBuf::from("/run/a.pid"));
+    }
+}

@@ -1,0 +1,13 @@
+//! Configuration: main.yaml (process settings) and upstreams.yaml (routing), with errors that
+//! name file, line, column and key path.
+
+pub mod error;
+pub mod main_conf;
+pub mod spans;
+pub mod upstreams;
+mod yaml;
+
+pub use error::{ConfigError, Issue, Location};
+pub use main_conf::MainConfig;
+pub use upstreams::{UpstreamsConfig, ValidationContext};
+pub use yaml::read_file;

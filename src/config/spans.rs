@@ -1,0 +1,211 @@
+//! Where each key and value of a YAML document sits, so that errors found after parsing
+//! (by validation, or by serde) can name a line and column.
+//!
+//! serde_yaml keeps no positions once a document is deserialized, so we run saphyr's event
+//! parser over the same text and record the position of every node under its key path.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, Span, SpannedEventReceiver};
+
+use super::error::Location;
+
+/// Key path -> position of the key and of its value.
+#[derive(Debug, Default)]
+pub struct SpanIndex {
+    values: HashMap<String, Location>,
+    keys: HashMap<String, Location>,
+}
+
+/// Appends a map key to a path: `a` + `b` -> `a.b`.
+pub fn join_key(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// Appends a sequence index to a path: `a` + 1 -> `a[1]`.
+pub fn join_index(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}
+
+impl SpanIndex {
+    /// Indexes the first document of `text`. A text that does not parse gives a partial index
+    /// (the parse error itself is reported by serde_yaml).
+    pub fn build(text: &str) -> SpanIndex {
+        let mut builder = Builder::default();
+        // Errors are ignored on purpose: see above.
+        let _ = Parser::new_from_str(text).load(&mut builder, false);
+        builder.index
+    }
+
+    /// Position of the value at `path`, falling back to the nearest indexed parent.
+    pub fn value_at(&self, path: &str) -> Option<Location> {
+        let mut p = path;
+        loop {
+            if let Some(loc) = self.values.get(p) {
+                return Some(*loc);
+            }
+            p = parent_of(p)?;
+        }
+    }
+
+    /// Position of the key that ends `path` (or of its value when the key is not indexed).
+    pub fn key_at(&self, path: &str) -> Option<Location> {
+        self.keys.get(path).copied().or_else(|| self.value_at(path))
+    }
+}
+
+fn parent_of(path: &str) -> Option<&str> {
+    if path.is_empty() {
+        return None;
+    }
+    // Keys may contain dots (host names), so the parent is found by trying the shorter
+    // prefixes; the index lookup in `value_at` decides which one exists.
+    match path.rfind(['.', '[']) {
+        Some(i) => Some(&path[..i]),
+        None => Some(""),
+    }
+}
+
+enum Frame {
+    Map { key: Option<String>, key_loc: Option<Location> },
+    Seq { index: usize },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<(Frame, String)>,
+    index: SpanIndex,
+    documents: usize,
+}
+
+impl Builder {
+    /// Path of the node that starts now, or None when the node is a map key.
+    fn current_value_path(&self) -> Option<String> {
+        match self.stack.last() {
+            None => Some(String::new()),
+            Some((Frame::Map { key: None, .. }, _)) => None,
+            Some((Frame::Map { key: Some(k), .. }, path)) => Some(join_key(path, k)),
+            Some((Frame::Seq { index }, path)) => Some(join_index(path, *index)),
+        }
+    }
+
+    /// Called when a value node (scalar, alias, or a closed collection) is complete.
+    fn value_done(&mut self) {
+        match self.stack.last_mut() {
+            Some((Frame::Map { key, key_loc }, _)) => {
+                *key = None;
+                *key_loc = None;
+            }
+            Some((Frame::Seq { index }, _)) => *index += 1,
+            None => {}
+        }
+    }
+
+    fn start_node(&mut self, loc: Location) -> Option<String> {
+        let path = self.current_value_path()?;
+        if let Some((Frame::Map { key_loc: Some(kl), .. }, _)) = self.stack.last() {
+            self.index.keys.insert(path.clone(), *kl);
+        }
+        self.index.values.insert(path.clone(), loc);
+        Some(path)
+    }
+}
+
+impl<'input> SpannedEventReceiver<'input> for Builder {
+    fn on_event(&mut self, ev: Event<'input>, span: Span) {
+        let loc = Location {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+        };
+        if self.documents > 1 {
+            return;
+        }
+        match ev {
+            Event::DocumentStart(_) => self.documents += 1,
+            Event::Scalar(value, ..) => {
+                if let Some((Frame::Map { key: key @ None, key_loc }, _)) = self.stack.last_mut() {
+                    *key = Some(value.into_owned());
+                    *key_loc = Some(loc);
+                } else {
+                    self.start_node(loc);
+                    self.value_done();
+                }
+            }
+            Event::Alias(_) => {
+                self.start_node(loc);
+                self.value_done();
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                // A collection used as a map key gets a placeholder path; we never report
+                // errors under such keys.
+                let path = self.start_node(loc).unwrap_or_else(|| "?".to_string());
+                let frame = if matches!(ev, Event::MappingStart(..)) {
+                    Frame::Map { key: None, key_loc: None }
+                } else {
+                    Frame::Seq { index: 0 }
+                };
+                self.stack.push((frame, path));
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                if let Some((Frame::Map { key: key @ None, .. }, _)) = self.stack.last_mut() {
+                    // The collection was a key; its value follows.
+                    *key = Some("?".to_string());
+                } else {
+                    self.value_done();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "\
+provider: file
+upstreams:
+  app.example.com:
+    paths:
+      \"/api\":
+        servers:
+          - \"10.0.0.1:80\"
+          - \"10.0.0.1\"
+";
+
+    #[test]
+    fn indexes_values_and_keys_by_path() {
+        let idx = SpanIndex::build(DOC);
+        assert_eq!(
+            idx.value_at("upstreams.app.example.com.paths./api.servers[1]"),
+            Some(Location { line: 8, column: 13 })
+        );
+        assert_eq!(idx.key_at("provider"), Some(Location { line: 1, column: 1 }));
+        assert_eq!(idx.value_at("provider"), Some(Location { line: 1, column: 11 }));
+        assert_eq!(
+            idx.key_at("upstreams.app.example.com"),
+            Some(Location { line: 3, column: 3 })
+        );
+    }
+
+    #[test]
+    fn unknown_paths_fall_back_to_a_parent() {
+        let idx = SpanIndex::build(DOC);
+        assert_eq!(
+            idx.value_at("upstreams.app.example.com.paths./api.headers"),
+            idx.value_at("upstreams.app.example.com.paths./api")
+        );
+    }
+
+    #[test]
+    fn broken_yaml_does_not_panic() {
+        let idx = SpanIndex::build("a: [1, 2\nb: {");
+        let _ = idx.value_at("a");
+    }
+}

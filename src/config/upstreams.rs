@@ -1,0 +1,666 @@
+//! upstreams.yaml: the routing document, from any source (file, Consul, `POST /conf`).
+//!
+//! The document is walked by hand rather than derived with serde so that one pass reports
+//! every problem, each with its key path and position, instead of stopping at the first.
+
+use http::header::{HeaderName, HeaderValue};
+use serde_yaml::{Mapping, Value};
+
+use super::error::{ConfigError, IssueSink, Location};
+use super::spans::{join_index, join_key, SpanIndex};
+use super::yaml::{kind, load_mapping};
+
+const TOP_KEYS: &[&str] = &[
+    "provider",
+    "sticky_sessions",
+    "to_https",
+    "headers",
+    "authorization",
+    "consul",
+    "upstreams",
+];
+const HOST_KEYS: &[&str] = &["paths"];
+const PATH_KEYS: &[&str] = &[
+    "servers",
+    "headers",
+    "to_https",
+    "authorization",
+    "sticky_sessions",
+];
+const AUTH_KEYS: &[&str] = &["type", "creds"];
+const PROVIDERS: &[&str] = &["file", "consul"];
+
+/// What validation needs to know about the running process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidationContext {
+    /// Whether a TLS listener is configured (required by `to_https`).
+    pub tls_listener: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    File,
+    Consul,
+}
+
+/// A header to add, already checked to be a valid name and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderPair {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+}
+
+/// A `servers` entry: a host (IP literal or name, resolved when applied) and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEntry {
+    pub host: String,
+    pub port: u16,
+    /// Where the entry was written, for errors found while resolving it.
+    pub key_path: String,
+    pub location: Option<Location>,
+}
+
+impl ServerEntry {
+    /// The entry as written, `host:port` (IPv6 in brackets).
+    pub fn display(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    Basic,
+    ApiKey,
+    Jwt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub kind: AuthKind,
+    pub creds: String,
+}
+
+/// One path prefix of a host and what to do with its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathConfig {
+    pub prefix: String,
+    pub servers: Vec<ServerEntry>,
+    /// Added to the request sent upstream.
+    pub request_headers: Vec<HeaderPair>,
+    /// None: inherit the document-wide setting.
+    pub to_https: Option<bool>,
+    pub authorization: Option<AuthConfig>,
+    pub sticky_sessions: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Lowercased, without a trailing dot.
+    pub name: String,
+    pub paths: Vec<PathConfig>,
+}
+
+/// A validated upstreams.yaml document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamsConfig {
+    pub provider: Provider,
+    pub sticky_sessions: bool,
+    pub to_https: bool,
+    /// Added to every proxied response.
+    pub response_headers: Vec<HeaderPair>,
+    pub authorization: Option<AuthConfig>,
+    pub consul: Option<Value>,
+    pub hosts: Vec<HostConfig>,
+}
+
+impl UpstreamsConfig {
+    /// Parses and validates a document; `file` names it in errors.
+    pub fn parse(
+        text: &str,
+        file: &str,
+        ctx: ValidationContext,
+    ) -> Result<UpstreamsConfig, ConfigError> {
+        let spans = SpanIndex::build(text);
+        let root = load_mapping(text, file)?;
+        let mut walker = Walker {
+            sink: IssueSink::new(file, &spans),
+            ctx,
+        };
+        let config = walker.document(&root);
+        walker.sink.finish()?;
+        Ok(config)
+    }
+
+    /// Counts of hosts, routes (paths) and distinct server entries.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let routes = self.hosts.iter().map(|h| h.paths.len()).sum();
+        let mut servers: Vec<String> = self
+            .hosts
+            .iter()
+            .flat_map(|h| h.paths.iter())
+            .flat_map(|p| p.servers.iter().map(ServerEntry::display))
+            .collect();
+        servers.sort();
+        servers.dedup();
+        (self.hosts.len(), routes, servers.len())
+    }
+}
+
+struct Walker<'a> {
+    sink: IssueSink<'a>,
+    ctx: ValidationContext,
+}
+
+impl Walker<'_> {
+    fn document(&mut self, root: &Mapping) -> UpstreamsConfig {
+        let mut config = UpstreamsConfig {
+            provider: Provider::File,
+            sticky_sessions: false,
+            to_https: false,
+            response_headers: Vec::new(),
+            authorization: None,
+            consul: None,
+            hosts: Vec::new(),
+        };
+        for (key, value) in root {
+            let Some(key) = self.key_str(key, "") else {
+                continue;
+            };
+            match key {
+                "provider" => {
+                    if let Some(p) = self.string(value, "provider") {
+                        match p.to_ascii_lowercase().as_str() {
+                            "file" => config.provider = Provider::File,
+                            "consul" => config.provider = Provider::Consul,
+                            _ => self.sink.push(
+                                "provider",
+                                format!("unknown provider {p:?}; expected one of {}", PROVIDERS.join(", ")),
+                            ),
+                        }
+                    }
+                }
+                "sticky_sessions" => {
+                    config.sticky_sessions = self.boolean(value, "sticky_sessions").unwrap_or(false)
+                }
+                "to_https" => {
+                    config.to_https = self.to_https(value, "to_https").unwrap_or(false);
+                }
+                "headers" => config.response_headers = self.headers(value, "headers"),
+                "authorization" => config.authorization = self.authorization(value, "authorization"),
+                "consul" => config.consul = Some(value.clone()),
+                "upstreams" => match value {
+                    Value::Mapping(hosts) => {
+                        for (host, body) in hosts {
+                            if let Some(name) = self.key_str(host, "upstreams") {
+                                self.host(&mut config.hosts, name, body, &join_key("upstreams", name));
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    other => self.wrong_kind("upstreams", "a mapping of hosts", other),
+                },
+                // The older form: hosts beside `provider`. A key whose value is not a host
+                // body is more likely a misspelt top-level key.
+                other if is_host_body(value) => self.host(&mut config.hosts, other, value, other),
+                other => self.sink.unknown_key("", other, TOP_KEYS),
+            }
+        }
+        if config.provider == Provider::Consul && config.consul.is_none() {
+            self.sink.push("provider", "provider consul needs a `consul:` section");
+        }
+        config
+    }
+
+    fn host(&mut self, hosts: &mut Vec<HostConfig>, raw_name: &str, body: &Value, path: &str) {
+        let name = raw_name.trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() || name.contains(['/', ' ', '\t']) {
+            self.sink.push(path, format!("{raw_name:?} is not a host name"));
+            return;
+        }
+        if has_port(&name) {
+            self.sink.push(
+                path,
+                format!("host {raw_name:?} must not carry a port: hosts match whatever the port"),
+            );
+            return;
+        }
+        if hosts.iter().any(|h| h.name == name) {
+            self.sink.push(
+                path,
+                format!("host {raw_name:?} is listed twice (host names are case-insensitive)"),
+            );
+            return;
+        }
+        let Some(body) = self.mapping(body, path, "a mapping with `paths`") else {
+            return;
+        };
+        let mut host = HostConfig {
+            name,
+            paths: Vec::new(),
+        };
+        let mut saw_paths = false;
+        for (key, value) in body {
+            let Some(key) = self.key_str(key, path) else {
+                continue;
+            };
+            if key != "paths" {
+                self.sink.unknown_key(path, key, HOST_KEYS);
+                continue;
+            }
+            saw_paths = true;
+            let paths_path = join_key(path, "paths");
+            let Some(paths) = self.mapping(value, &paths_path, "a mapping of path prefixes") else {
+                continue;
+            };
+            if paths.is_empty() {
+                self.sink.push(&paths_path, "host has no paths");
+            }
+            for (prefix, route) in paths {
+                if let Some(prefix) = self.key_str(prefix, &paths_path) {
+                    let route_path = join_key(&paths_path, prefix);
+                    if let Some(p) = self.route(prefix, route, &route_path) {
+                        host.paths.push(p);
+                    }
+                }
+            }
+        }
+        if !saw_paths {
+            self.sink.push(path, "host has no `paths`");
+        }
+        hosts.push(host);
+    }
+
+    fn route(&mut self, prefix: &str, body: &Value, path: &str) -> Option<PathConfig> {
+        if !prefix.starts_with('/') {
+            self.sink.push(path, format!("path {prefix:?} must start with `/`"));
+            return None;
+        }
+        let body = self.mapping(body, path, "a mapping with `servers`")?;
+        let mut route = PathConfig {
+            prefix: prefix.to_string(),
+            servers: Vec::new(),
+            request_headers: Vec::new(),
+            to_https: None,
+            authorization: None,
+            sticky_sessions: None,
+        };
+        let mut saw_servers = false;
+        for (key, value) in body {
+            let Some(key) = self.key_str(key, path) else {
+                continue;
+            };
+            let key_path = join_key(path, key);
+            match key {
+                "servers" => {
+                    saw_servers = true;
+                    route.servers = self.servers(value, &key_path);
+                }
+                "headers" => route.request_headers = self.headers(value, &key_path),
+                "to_https" => route.to_https = self.to_https(value, &key_path),
+                "authorization" => route.authorization = self.authorization(value, &key_path),
+                "sticky_sessions" => route.sticky_sessions = self.boolean(value, &key_path),
+                other => self.sink.unknown_key(path, other, PATH_KEYS),
+            }
+        }
+        if !saw_servers {
+            self.sink.push(path, "route has no `servers`");
+        }
+        Some(route)
+    }
+
+    fn servers(&mut self, value: &Value, path: &str) -> Vec<ServerEntry> {
+        let Some(list) = self.sequence(value, path, "a list of host:port entries") else {
+            return Vec::new();
+        };
+        if list.is_empty() {
+            self.sink.push(path, "the servers list is empty");
+        }
+        let mut out = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let item_path = join_index(path, i);
+            let Some(text) = self.string(item, &item_path) else {
+                continue;
+            };
+            match parse_server(text) {
+                Ok((host, port)) => out.push(ServerEntry {
+                    host,
+                    port,
+                    location: self.sink_location(&item_path),
+                    key_path: item_path,
+                }),
+                Err(msg) => self.sink.push(&item_path, msg),
+            }
+        }
+        out
+    }
+
+    fn headers(&mut self, value: &Value, path: &str) -> Vec<HeaderPair> {
+        let Some(list) = self.sequence(value, path, "a list of \"Name:Value\" strings") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let item_path = join_index(path, i);
+            if let Some(text) = self.string(item, &item_path) {
+                match parse_header(text) {
+                    Ok(h) => out.push(h),
+                    Err(msg) => self.sink.push(&item_path, msg),
+                }
+            }
+        }
+        out
+    }
+
+    fn authorization(&mut self, value: &Value, path: &str) -> Option<AuthConfig> {
+        let body = self.mapping(value, path, "a mapping with `type` and `creds`")?;
+        let mut kind = None;
+        let mut creds = None;
+        for (key, value) in body {
+            let Some(key) = self.key_str(key, path) else {
+                continue;
+            };
+            let key_path = join_key(path, key);
+            match key {
+                "type" => {
+                    if let Some(t) = self.string(value, &key_path) {
+                        kind = match t.to_ascii_lowercase().as_str() {
+                            "basic" => Some(AuthKind::Basic),
+                            "apikey" => Some(AuthKind::ApiKey),
+                            "jwt" => Some(AuthKind::Jwt),
+                            _ => {
+                                self.sink.push(
+                                    &key_path,
+                                    format!("unknown authorization type {t:?}; expected basic, apikey or jwt"),
+                                );
+                                None
+                            }
+                        }
+                    }
+                }
+                "creds" => creds = self.string(value, &key_path).map(str::to_string),
+                other => self.sink.unknown_key(path, other, AUTH_KEYS),
+            }
+        }
+        let (kind, creds) = match (kind, creds) {
+            (Some(k), Some(c)) if !c.is_empty() => (k, c),
+            _ => {
+                self.sink.push(path, "authorization needs a `type` and non-empty `creds`");
+                return None;
+            }
+        };
+        if kind == AuthKind::Basic && !creds.contains(':') {
+            self.sink.push(&join_key(path, "creds"), "basic creds must be \"user:password\"");
+        }
+        // Refuse rather than serve a protected route openly: enforcement is not built yet.
+        self.sink.push(
+            path,
+            "authorization is not enforced by this version of aralez; remove it rather than expose the route unprotected",
+        );
+        Some(AuthConfig { kind, creds })
+    }
+
+    fn to_https(&mut self, value: &Value, path: &str) -> Option<bool> {
+        let on = self.boolean(value, path)?;
+        if on && !self.ctx.tls_listener {
+            self.sink.push(
+                path,
+                "to_https needs a TLS listener: set proxy_address_tls in main.yaml",
+            );
+        }
+        Some(on)
+    }
+
+    // --- typed accessors: each reports a kind mismatch at `path` and returns None ---
+
+    fn key_str<'v>(&mut self, key: &'v Value, parent: &str) -> Option<&'v str> {
+        match key {
+            Value::String(s) => Some(s),
+            other => {
+                self.sink
+                    .push(parent, format!("keys must be strings, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn string<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v str> {
+        match value {
+            Value::String(s) => Some(s),
+            other => {
+                self.wrong_kind(path, "a string", other);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, value: &Value, path: &str) -> Option<bool> {
+        match value {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.wrong_kind(path, "true or false", other);
+                None
+            }
+        }
+    }
+
+    fn mapping<'v>(&mut self, value: &'v Value, path: &str, what: &str) -> Option<&'v Mapping> {
+        match value {
+            Value::Mapping(m) => Some(m),
+            other => {
+                self.wrong_kind(path, what, other);
+                None
+            }
+        }
+    }
+
+    fn sequence<'v>(&mut self, value: &'v Value, path: &str, what: &str) -> Option<&'v [Value]> {
+        match value {
+            Value::Sequence(s) => Some(s),
+            other => {
+                self.wrong_kind(path, what, other);
+                None
+            }
+        }
+    }
+
+    fn wrong_kind(&mut self, path: &str, expected: &str, found: &Value) {
+        self.sink
+            .push(path, format!("expected {expected}, found {}", kind(found)));
+    }
+
+    fn sink_location(&self, path: &str) -> Option<Location> {
+        self.sink.location_of(path)
+    }
+}
+
+fn is_host_body(value: &Value) -> bool {
+    value
+        .as_mapping()
+        .is_some_and(|m| m.contains_key("paths"))
+}
+
+fn has_port(host: &str) -> bool {
+    match host.rsplit_once(':') {
+        Some((h, p)) => !h.contains(':') && p.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+/// Splits a `servers` entry into host and port: `host:port` or `[v6]:port`.
+pub fn parse_server(text: &str) -> Result<(String, u16), String> {
+    let text = text.trim();
+    if text.contains("://") {
+        return Err(format!("{text:?} must be host:port, without a scheme"));
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((_, "")) => return Err(format!("{text:?} has no port")),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => {
+                    if h.parse::<std::net::Ipv6Addr>().is_err() {
+                        return Err(format!("{text:?}: {h:?} is not an IPv6 address"));
+                    }
+                    (h, p)
+                }
+                None => return Err(format!("{text:?}: expected `:port` after `]`")),
+            },
+            None => return Err(format!("{text:?}: missing `]`")),
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => {
+                return Err(format!("{text:?}: write IPv6 addresses as [addr]:port"))
+            }
+            Some((h, p)) => (h, p),
+            None => return Err(format!("{text:?} has no port")),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{text:?} has no host"));
+    }
+    if host.contains(['/', ' ', '\t']) {
+        return Err(format!("{text:?}: {host:?} is not a host name"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{text:?}: port {port:?} is not a number from 1 to 65535")),
+        Ok(p) => Ok((host.to_string(), p)),
+    }
+}
+
+/// Parses a `Name:Value` header entry.
+pub fn parse_header(text: &str) -> Result<HeaderPair, String> {
+    let Some((name, value)) = text.split_once(':') else {
+        return Err(format!("{text:?} must be \"Name:Value\""));
+    };
+    let name = name.trim();
+    let value = value.trim();
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{text:?}: {name:?} is not a valid header name"))?;
+    let value = HeaderValue::from_str(value)
+        .map_err(|_| format!("{text:?}: the value is not a valid header value"))?;
+    Ok(HeaderPair { name, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TLS: ValidationContext = ValidationContext { tls_listener: true };
+    const PLAIN: ValidationContext = ValidationContext { tls_listener: false };
+
+    fn errors(text: &str, ctx: ValidationContext) -> Vec<String> {
+        match UpstreamsConfig::parse(text, "upstreams.yaml", ctx) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.issues.iter().map(|i| i.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn parses_the_upstreams_form() {
+        let c = UpstreamsConfig::parse(
+            "provider: file\nheaders: [\"Access-Control-Allow-Origin:*\"]\nupstreams:\n  App.Example.COM:\n    paths:\n      \"/\":\n        servers: [\"10.0.0.1:8000\", \"[::1]:81\"]\n        headers: [\"X-Proxy-From: Aralez\"]\n      \"/api/v2\":\n        to_https: true\n        servers: [\"backend.local:8443\"]\n",
+            "u",
+            TLS,
+        )
+        .unwrap();
+        assert_eq!(c.hosts.len(), 1);
+        assert_eq!(c.hosts[0].name, "app.example.com");
+        let root = &c.hosts[0].paths[0];
+        assert_eq!(root.servers[1].host, "::1");
+        assert_eq!(root.servers[1].port, 81);
+        assert_eq!(root.request_headers[0].name, "x-proxy-from");
+        assert_eq!(root.request_headers[0].value, "Aralez");
+        assert_eq!(c.hosts[0].paths[1].to_https, Some(true));
+        assert_eq!(c.response_headers[0].value, "*");
+        assert_eq!(c.counts(), (1, 2, 3));
+    }
+
+    #[test]
+    fn parses_the_older_top_level_form() {
+        let c = UpstreamsConfig::parse(
+            "provider: file\nexample.com:\n  paths:\n    \"/\":\n      servers: [\"127.0.0.1:80\"]\n",
+            "u",
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(c.hosts[0].name, "example.com");
+    }
+
+    #[test]
+    fn missing_port_names_file_line_and_path() {
+        let text = "upstreams:\n  app.example.com:\n    paths:\n      \"/api\":\n        servers:\n          - \"10.0.0.2:80\"\n          - \"10.0.0.1\"\n";
+        assert_eq!(
+            errors(text, PLAIN),
+            vec!["upstreams.yaml:7:13: upstreams.app.example.com.paths./api.servers[1]: \"10.0.0.1\" has no port"]
+        );
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let text = "provider: zookeeper\nupstreams:\n  a.com:\n    paths:\n      api:\n        servers: [\"x:1\"]\n      \"/b\":\n        servers: []\n      \"/c\":\n        servers: [\"h:99999\"]\n        headers: [\"NoColon\", \"Bad Name:v\"]\n        to_https: true\n  A.COM:\n    paths:\n      \"/\":\n        servers: [\"h:1\"]\n";
+        let errs = errors(text, PLAIN);
+        let expect = [
+            "upstreams.yaml:1:11: provider: unknown provider \"zookeeper\"",
+            "upstreams.a.com.paths.api: path \"api\" must start with `/`",
+            "upstreams.a.com.paths./b.servers: the servers list is empty",
+            "upstreams.a.com.paths./c.servers[0]: \"h:99999\": port \"99999\" is not a number",
+            "upstreams.a.com.paths./c.headers[0]: \"NoColon\" must be \"Name:Value\"",
+            "upstreams.a.com.paths./c.headers[1]: \"Bad Name:v\": \"Bad Name\" is not a valid header name",
+            "upstreams.a.com.paths./c.to_https: to_https needs a TLS listener",
+            "upstreams.A.COM: host \"A.COM\" is listed twice",
+        ];
+        assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+        for (got, want) in errs.iter().zip(expect) {
+            assert!(got.contains(want), "{got:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn misspelt_keys_get_suggestions() {
+        let text = "upstream:\n  a.com:\n    paths: {}\n";
+        let errs = errors(text, PLAIN);
+        assert_eq!(errs, vec!["upstreams.yaml:1:1: upstream: unknown key `upstream`; did you mean `upstreams`?"]);
+        let text = "a.com:\n  paths:\n    \"/\":\n      servrs: [\"h:1\"]\n";
+        let errs = errors(text, PLAIN);
+        assert!(errs[0].contains("unknown key `servrs`; did you mean `servers`?"), "{errs:?}");
+        assert!(errs[1].contains("route has no `servers`"), "{errs:?}");
+    }
+
+    #[test]
+    fn wrong_kinds_are_reported_not_dropped() {
+        let errs = errors("a.com:\n  paths:\n    \"/\":\n      servers: \"h:1\"\n", PLAIN);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("expected a list of host:port entries, found a string"), "{errs:?}");
+        let errs = errors("to_https: yes please\n", TLS);
+        assert!(errs[0].contains("expected true or false"), "{errs:?}");
+    }
+
+    #[test]
+    fn server_entries() {
+        assert_eq!(parse_server("10.0.0.1:80"), Ok(("10.0.0.1".into(), 80)));
+        assert_eq!(parse_server("[2001:db8::1]:443"), Ok(("2001:db8::1".into(), 443)));
+        assert_eq!(parse_server("name.internal:8080"), Ok(("name.internal".into(), 8080)));
+        for bad in ["10.0.0.1", "10.0.0.1:", "10.0.0.1:0", "h:x", ":80", "2001:db8::1:80", "[::1]", "http://h:80", "[zz]:80"] {
+            assert!(parse_server(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn header_entries() {
+        let h = parse_header("X-A: b: c").unwrap();
+        assert_eq!(h.name, "x-a");
+        assert_eq!(h.value, "b: c");
+        assert!(parse_header(":v").is_err());
+        assert!(parse_header("X-A:bad\u{7f}").is_err());
+    }
+
+    #[test]
+    fn authorization_is_refused_until_enforced() {
+        let errs = errors("authorization:\n  type: basic\n  creds: \"u:p\"\n", PLAIN);
+        assert!(errs[0].contains("not enforced"), "{errs:?}");
+    }
+}

@@ -1,0 +1,110 @@
+//! Shared YAML loading: file reading and turning serde_yaml errors into positioned issues.
+
+use std::path::Path;
+
+use serde_yaml::{Mapping, Value};
+
+use super::error::{ConfigError, Issue, Location};
+use super::spans::SpanIndex;
+
+/// Reads a config file as UTF-8 text.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::whole_file(&path.display().to_string(), format!("cannot read: {e}")))
+}
+
+/// serde_yaml writes " at line L column C" into its messages; we print the position ourselves.
+fn bare_message(e: &serde_yaml::Error) -> String {
+    let mut text = e.to_string();
+    while let Some(start) = text.find(" at line ") {
+        let rest = &text[start..];
+        let end = match rest.find(" column ") {
+            Some(c) => {
+                let digits = rest[c + 8..].bytes().take_while(u8::is_ascii_digit).count();
+                start + c + 8 + digits
+            }
+            None => text.len(),
+        };
+        text.replace_range(start..end, "");
+    }
+    text
+}
+
+/// Parses `text` as one YAML document whose root is a mapping. An empty document is an empty
+/// mapping.
+pub fn load_mapping(text: &str, file: &str) -> Result<Mapping, ConfigError> {
+    let value: Value = serde_yaml::from_str(text).map_err(|e| ConfigError {
+        issues: vec![Issue {
+            file: file.to_string(),
+            location: e.location().map(|l| Location {
+                line: l.line(),
+                column: l.column(),
+            }),
+            key_path: String::new(),
+            message: format!("invalid YAML: {}", bare_message(&e)),
+        }],
+    })?;
+    match value {
+        Value::Null => Ok(Mapping::new()),
+        Value::Mapping(m) => Ok(m),
+        other => Err(ConfigError {
+            issues: vec![Issue {
+                file: file.to_string(),
+                location: Some(Location { line: 1, column: 1 }),
+                key_path: String::new(),
+                message: format!("the document must be a mapping of keys, found {}", kind(&other)),
+            }],
+        }),
+    }
+}
+
+/// A serde error with the key path where it happened, placed with the span index.
+pub fn type_error(
+    e: serde_path_to_error::Error<serde_yaml::Error>,
+    file: &str,
+    spans: &SpanIndex,
+) -> ConfigError {
+    let key_path = e.path().to_string();
+    let key_path = if key_path == "." { String::new() } else { key_path };
+    ConfigError {
+        issues: vec![Issue {
+            file: file.to_string(),
+            location: spans.value_at(&key_path),
+            message: bare_message(e.inner()),
+            key_path,
+        }],
+    }
+}
+
+/// A short name for the kind of a YAML value, for error messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_carry_a_position() {
+        let err = load_mapping("a: 1\nb: [1, 2\n", "f.yaml").unwrap_err();
+        let issue = &err.issues[0];
+        assert!(issue.location.is_some());
+        assert!(issue.message.starts_with("invalid YAML: "), "{}", issue.message);
+        assert!(!issue.message.contains(" at line "), "{}", issue.message);
+    }
+
+    #[test]
+    fn root_must_be_a_mapping() {
+        let err = load_mapping("- a\n- b\n", "f.yaml").unwrap_err();
+        assert!(err.to_string().contains("must be a mapping"), "{err}");
+    }
+}

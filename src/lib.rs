@@ -1,0 +1,3 @@
+//! Aralez: a reverse proxy on Cloudflare's Pingora with live-reloadable routing.
+
+pub mod config;
