@@ -1,0 +1,142 @@
+//! Turning a validated upstreams document into a routing table: resolves server names once,
+//! here, so that requests never wait on DNS.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use crate::balance::RoundRobin;
+use crate::config::upstreams::{ServerEntry, UpstreamsConfig};
+use crate::config::{ConfigError, Issue};
+
+use super::table::{Backend, HostRoutes, Route, RoutingTable, Summary};
+
+/// Resolves a host name and port to addresses.
+pub type Resolver = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
+
+/// The system resolver (getaddrinfo). Blocking: call from a blocking context.
+pub fn system_resolver(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    (host, port).to_socket_addrs().map(Iterator::collect)
+}
+
+/// Builds the table for `config` as generation `generation`. `file` names the source in errors.
+pub fn compile(
+    config: &UpstreamsConfig,
+    file: &str,
+    generation: u64,
+    resolve: &Resolver,
+) -> Result<RoutingTable, ConfigError> {
+    let mut issues = Vec::new();
+    let mut hosts = HashMap::with_capacity(config.hosts.len());
+    let mut distinct = std::collections::HashSet::new();
+    let mut routes_total = 0;
+    for host in &config.hosts {
+        let mut routes = Vec::with_capacity(host.paths.len());
+        for path in &host.paths {
+            let mut backends = Vec::new();
+            for entry in &path.servers {
+                match resolve_entry(entry, resolve) {
+                    Ok(addrs) => {
+                        for addr in addrs {
+                            distinct.insert(addr);
+                            backends.push(Backend {
+                                addr,
+                                name: entry.display().into(),
+                            });
+                        }
+                    }
+                    Err(message) => issues.push(Issue {
+                        file: file.to_string(),
+                        location: entry.location,
+                        key_path: entry.key_path.clone(),
+                        message,
+                    }),
+                }
+            }
+            routes.push(Arc::new(Route {
+                host: host.name.as_str().into(),
+                prefix: path.prefix.as_str().into(),
+                backends: backends.into(),
+                request_headers: path.request_headers.clone().into(),
+                to_https: path.to_https.unwrap_or(config.to_https),
+                balancer: RoundRobin::default(),
+            }));
+        }
+        routes_total += routes.len();
+        hosts.insert(host.name.as_str().into(), HostRoutes::new(routes));
+    }
+    if !issues.is_empty() {
+        return Err(ConfigError { issues });
+    }
+    let summary = Summary {
+        generation,
+        hosts: hosts.len(),
+        routes: routes_total,
+        backends: distinct.len(),
+    };
+    Ok(RoutingTable::new(
+        hosts,
+        config.response_headers.clone().into(),
+        summary,
+    ))
+}
+
+/// IP literals are used as they are; names go to the resolver and may give several addresses.
+fn resolve_entry(entry: &ServerEntry, resolve: &Resolver) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = entry.host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, entry.port)]);
+    }
+    let mut addrs = resolve(&entry.host, entry.port)
+        .map_err(|e| format!("cannot resolve {:?}: {e}", entry.host))?;
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|a| seen.insert(*a));
+    if addrs.is_empty() {
+        return Err(format!("{:?} resolves to no address", entry.host));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ValidationContext;
+    use crate::routing::table::Lookup;
+
+    fn fake_dns(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        match host {
+            "two.internal" => Ok(vec![
+                SocketAddr::from(([10, 0, 0, 1], port)),
+                SocketAddr::from(([10, 0, 0, 2], port)),
+                SocketAddr::from(([10, 0, 0, 1], port)),
+            ]),
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such host")),
+        }
+    }
+
+    fn parse(text: &str) -> UpstreamsConfig {
+        UpstreamsConfig::parse(text, "u.yaml", ValidationContext::default()).unwrap()
+    }
+
+    #[test]
+    fn names_resolve_to_all_their_addresses_once() {
+        let c = parse("a.com:\n  paths:\n    \"/\":\n      servers: [\"two.internal:81\", \"10.0.0.9:80\"]\n");
+        let t = compile(&c, "u.yaml", 7, &fake_dns).unwrap();
+        let Lookup::Found(r) = t.lookup("a.com", "/") else {
+            panic!("route missing");
+        };
+        let addrs: Vec<String> = r.backends.iter().map(|b| b.addr.to_string()).collect();
+        assert_eq!(addrs, ["10.0.0.1:81", "10.0.0.2:81", "10.0.0.9:80"]);
+        assert_eq!(t.summary, Summary { generation: 7, hosts: 1, routes: 1, backends: 3 });
+    }
+
+    #[test]
+    fn unresolvable_names_are_positioned_errors() {
+        let c = parse("a.com:\n  paths:\n    \"/\":\n      servers:\n        - \"nowhere.invalid:81\"\n");
+        let err = compile(&c, "u.yaml", 1, &fake_dns).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "u.yaml:5:11: a.com.paths./.servers[0]: cannot resolve \"nowhere.invalid\": no such host"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The routing table, how it is built from a document, and the store that swaps it live.
+
+pub mod compile;
+pub mod store;
+pub mod table;
+
+pub use compile::{compile, system_resolver, Resolver};
+pub use store::{ApplyOutcome, RouteStore};
+pub use table::{Backend, Lookup, Route, RoutingTable, Summary};

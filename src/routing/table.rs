@@ -1,0 +1,220 @@
+//! The immutable routing table: hosts -> path prefixes -> routes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::balance::RoundRobin;
+use crate::config::upstreams::HeaderPair;
+
+/// One upstream server, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// The `servers` entry it came from, for logs.
+    pub name: Box<str>,
+}
+
+/// A path prefix of a host with everything needed to serve it.
+#[derive(Debug)]
+pub struct Route {
+    pub host: Box<str>,
+    pub prefix: Box<str>,
+    pub backends: Box<[Backend]>,
+    /// Added to the request sent upstream.
+    pub request_headers: Box<[HeaderPair]>,
+    /// Redirect plain-HTTP requests to HTTPS.
+    pub to_https: bool,
+    pub balancer: RoundRobin,
+}
+
+/// The routes of one host, longest prefix first.
+#[derive(Debug, Default)]
+pub struct HostRoutes {
+    routes: Vec<Arc<Route>>,
+}
+
+impl HostRoutes {
+    pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
+        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        HostRoutes { routes }
+    }
+
+    /// The route with the longest prefix that matches `path` on a `/` boundary.
+    pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+}
+
+/// `/api` matches `/api` and `/api/x` but not `/apix`; `/api/` matches `/api/x`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    path.starts_with(prefix)
+        && (prefix.ends_with('/')
+            || path.len() == prefix.len()
+            || path.as_bytes()[prefix.len()] == b'/')
+}
+
+/// The result of looking a request up.
+#[derive(Debug)]
+pub enum Lookup<'t> {
+    Found(&'t Arc<Route>),
+    NoHost,
+    NoPath,
+}
+
+/// Counts shown in logs and API answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub generation: u64,
+    pub hosts: usize,
+    pub routes: usize,
+    pub backends: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generation {}: {} hosts, {} routes, {} backends",
+            self.generation, self.hosts, self.routes, self.backends
+        )
+    }
+}
+
+/// A complete, immutable routing table. Replaced whole on every reload.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    hosts: HashMap<Box<str>, HostRoutes>,
+    /// Added to every proxied response.
+    pub response_headers: Box<[HeaderPair]>,
+    pub summary: Summary,
+}
+
+/// Longest host name we look up (DNS allows 253 characters).
+const MAX_HOST: usize = 255;
+
+impl RoutingTable {
+    pub fn new(
+        hosts: HashMap<Box<str>, HostRoutes>,
+        response_headers: Box<[HeaderPair]>,
+        summary: Summary,
+    ) -> Self {
+        RoutingTable {
+            hosts,
+            response_headers,
+            summary,
+        }
+    }
+
+    /// Finds the route for a request. `host` is the Host header or `:authority` as sent (any
+    /// case, with or without a port); `path` is the URI path. Does not allocate.
+    pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
+        let host = strip_port(host);
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.len() > MAX_HOST {
+            return Lookup::NoHost;
+        }
+        let mut buf = [0u8; MAX_HOST];
+        let key = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            let lower = &mut buf[..host.len()];
+            lower.copy_from_slice(host.as_bytes());
+            lower.make_ascii_lowercase();
+            // Lowercasing ASCII bytes keeps the text valid UTF-8.
+            std::str::from_utf8(lower).unwrap_or(host)
+        } else {
+            host
+        };
+        match self.hosts.get(key) {
+            None => Lookup::NoHost,
+            Some(routes) => match routes.find(path) {
+                Some(route) => Lookup::Found(route),
+                None => Lookup::NoPath,
+            },
+        }
+    }
+}
+
+/// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rfind(':') {
+        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: &str, prefix: &str) -> Arc<Route> {
+        Arc::new(Route {
+            host: host.into(),
+            prefix: prefix.into(),
+            backends: Box::new([]),
+            request_headers: Box::new([]),
+            to_https: false,
+            balancer: RoundRobin::default(),
+        })
+    }
+
+    fn table() -> RoutingTable {
+        let mut hosts = HashMap::new();
+        hosts.insert(
+            "example.com".into(),
+            HostRoutes::new(vec![
+                route("example.com", "/"),
+                route("example.com", "/api"),
+                route("example.com", "/api/v2"),
+                route("example.com", "/static/"),
+            ]),
+        );
+        hosts.insert("only-api.com".into(), HostRoutes::new(vec![route("only-api.com", "/api")]));
+        RoutingTable::new(hosts, Box::new([]), Summary::default())
+    }
+
+    fn found(t: &RoutingTable, host: &str, path: &str) -> Option<String> {
+        match t.lookup(host, path) {
+            Lookup::Found(r) => Some(r.prefix.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundary() {
+        let t = table();
+        assert_eq!(found(&t, "example.com", "/").as_deref(), Some("/"));
+        assert_eq!(found(&t, "example.com", "/api").as_deref(), Some("/api"));
+        assert_eq!(found(&t, "example.com", "/api/x").as_deref(), Some("/api"));
+        assert_eq!(found(&t, "example.com", "/apix").as_deref(), Some("/"));
+        assert_eq!(found(&t, "example.com", "/api/v2/users").as_deref(), Some("/api/v2"));
+        assert_eq!(found(&t, "example.com", "/api/v20").as_deref(), Some("/api"));
+        assert_eq!(found(&t, "example.com", "/static/a.css").as_deref(), Some("/static/"));
+        assert_eq!(found(&t, "example.com", "/static").as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn host_is_case_insensitive_and_port_free() {
+        let t = table();
+        assert!(found(&t, "EXAMPLE.com:8080", "/").is_some());
+        assert!(found(&t, "example.com.", "/").is_some());
+        assert!(matches!(t.lookup("other.com", "/"), Lookup::NoHost));
+        assert!(matches!(t.lookup("", "/"), Lookup::NoHost));
+        assert!(matches!(t.lookup("only-api.com", "/web"), Lookup::NoPath));
+        let long = "a".repeat(300);
+        assert!(matches!(t.lookup(&long, "/"), Lookup::NoHost));
+    }
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("a.com:80"), "a.com");
+        assert_eq!(strip_port("a.com"), "a.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+}
