@@ -2,4 +2,8 @@
 
 pub mod balance;
 pub mod config;
+pub mod lifecycle;
+pub mod providers;
+pub mod proxy;
 pub mod routing;
+pub mod server;

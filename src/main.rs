@@ -1,1 +1,115 @@
-fn main(){}
+//! `aralez`: command-line entry. Parses flags, loads the configuration, runs the server.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use log::info;
+
+use aralez::config::{read_file, ConfigError, MainConfig, ValidationContext};
+use aralez::routing::{store, system_resolver, RouteStore};
+use aralez::server::{Aralez, ProcessFlags};
+
+#[derive(Debug, Parser)]
+#[command(name = "aralez", version, about = "Reverse proxy with live-reloadable routing, built on Pingora")]
+struct Cli {
+    /// Path to main.yaml.
+    #[arg(short = 'c', long = "config", default_value = "etc/main.yaml")]
+    config: PathBuf,
+    /// Check main.yaml and the upstreams file it names, print the result and exit.
+    #[arg(short = 't', long = "test")]
+    test: bool,
+    /// Run in the background.
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+    /// Take over the listeners of a running aralez (zero-downtime upgrade).
+    #[arg(short = 'u', long = "upgrade")]
+    upgrade: bool,
+}
+
+fn validation_context(main: &MainConfig) -> ValidationContext {
+    ValidationContext {
+        tls_listener: main.proxy_address_tls.is_some(),
+    }
+}
+
+/// `-t`: every error of both files, or `configuration ok` and a summary.
+fn check(config: &Path) -> ExitCode {
+    let result = MainConfig::load(config).and_then(|main| {
+        let file = main.upstreams_conf.display().to_string();
+        let text = read_file(&main.upstreams_conf)?;
+        let table = store::build(&text, &file, validation_context(&main), 1, &system_resolver)?;
+        Ok((file, table.summary))
+    });
+    match result {
+        Ok((file, s)) => {
+            println!("configuration ok");
+            println!(
+                "{} and {file}: {} hosts, {} routes, {} backends",
+                config.display(),
+                s.hosts,
+                s.routes,
+                s.backends
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("configuration test failed ({} errors)", e.issues.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = level.parse().unwrap_or(log::LevelFilter::Info);
+    env_logger::Builder::new()
+        .filter_level(filter)
+        .format_timestamp_millis()
+        .parse_default_env()
+        .init();
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let main = MainConfig::load(&cli.config).map_err(as_report)?;
+    init_logging(&main.log_level);
+
+    let store = Arc::new(RouteStore::new(validation_context(&main), Box::new(system_resolver)));
+    let file = main.upstreams_conf.display().to_string();
+    let text = read_file(&main.upstreams_conf).map_err(as_report)?;
+    let summary = store.apply(&text, &file).map_err(as_report)?.summary();
+    info!("loaded {file}: {summary}");
+
+    let flags = ProcessFlags {
+        daemon: cli.daemon,
+        upgrade: cli.upgrade,
+    };
+    let aralez = Aralez::build(&main, flags, store).context("cannot start the proxy")?;
+    info!("proxy listening on http://{}", main.proxy_address_http);
+    if let Some(tls) = &main.proxy_address_tls {
+        info!("proxy listening on https://{tls}");
+    }
+    aralez.run();
+    Ok(())
+}
+
+/// Config errors already name file and position; print them as they are.
+fn as_report(e: ConfigError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.test {
+        return check(&cli.config);
+    }
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aralez: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

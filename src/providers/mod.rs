@@ -1,0 +1,5 @@
+//! Sources of routing documents. Each hands its document to `RouteStore::apply`.
+
+pub mod file;
+
+pub use file::FileProvider;

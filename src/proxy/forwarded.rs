@@ -1,0 +1,77 @@
+//! The X-Forwarded-* and X-Real-IP headers sent upstream.
+
+use std::net::IpAddr;
+
+use pingora::http::RequestHeader;
+use pingora::Result;
+
+const XFF: &str = "x-forwarded-for";
+
+/// Appends the client to any existing `X-Forwarded-For` chain and sets `X-Forwarded-Proto`,
+/// `X-Forwarded-Host` and `X-Real-IP`, replacing what the client sent for those three.
+pub fn set_forwarded_headers(
+    req: &mut RequestHeader,
+    client: Option<IpAddr>,
+    https: bool,
+    host: Option<&str>,
+) -> Result<()> {
+    if let Some(ip) = client {
+        let ip = ip.to_string();
+        let chain = {
+            let mut previous = req.headers.get_all(XFF).iter().filter_map(|v| v.to_str().ok());
+            match previous.next() {
+                None => ip.clone(),
+                Some(first) => {
+                    let mut chain = first.to_string();
+                    for more in previous {
+                        chain.push_str(", ");
+                        chain.push_str(more);
+                    }
+                    chain.push_str(", ");
+                    chain.push_str(&ip);
+                    chain
+                }
+            }
+        };
+        req.insert_header(XFF, chain)?;
+        req.insert_header("x-real-ip", ip)?;
+    }
+    req.insert_header("x-forwarded-proto", if https { "https" } else { "http" })?;
+    if let Some(host) = host {
+        req.insert_header("x-forwarded-host", host)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(req: &RequestHeader, name: &str) -> Option<String> {
+        req.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn chain_is_kept_and_extended() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-Forwarded-For", "1.1.1.1").unwrap();
+        req.append_header("X-Forwarded-For", "2.2.2.2, 3.3.3.3").unwrap();
+        req.insert_header("X-Real-IP", "6.6.6.6").unwrap();
+        set_forwarded_headers(&mut req, Some("10.0.0.5".parse().unwrap()), false, Some("a.com"))
+            .unwrap();
+        assert_eq!(header(&req, "x-forwarded-for").as_deref(), Some("1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.5"));
+        assert_eq!(req.headers.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(header(&req, "x-real-ip").as_deref(), Some("10.0.0.5"));
+        assert_eq!(header(&req, "x-forwarded-proto").as_deref(), Some("http"));
+        assert_eq!(header(&req, "x-forwarded-host").as_deref(), Some("a.com"));
+    }
+
+    #[test]
+    fn first_hop_starts_the_chain() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        set_forwarded_headers(&mut req, Some("::1".parse().unwrap()), true, None).unwrap();
+        assert_eq!(header(&req, "x-forwarded-for").as_deref(), Some("::1"));
+        assert_eq!(header(&req, "x-forwarded-proto").as_deref(), Some("https"));
+        assert_eq!(header(&req, "x-forwarded-host"), None);
+    }
+}

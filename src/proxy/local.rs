@@ -1,0 +1,80 @@
+//! Responses the proxy writes itself: 404 for unknown routes, HTTPS redirects, error pages.
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use crate::config::upstreams::HeaderPair;
+
+/// Writes a short plain-text response; the connection stays reusable.
+pub async fn respond_text(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    extra: &[HeaderPair],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    add_headers(&mut resp, extra)?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes a 301 to `location` with an empty body.
+pub async fn redirect(session: &mut Session, location: &str, extra: &[HeaderPair]) -> Result<()> {
+    let mut resp = ResponseHeader::build(301, Some(3 + extra.len()))?;
+    resp.insert_header(LOCATION, location)?;
+    resp.insert_header(CONTENT_LENGTH, 0)?;
+    add_headers(&mut resp, extra)?;
+    session.write_response_header(Box::new(resp), true).await
+}
+
+/// Adds configured headers, replacing any of the same name.
+pub fn add_headers(resp: &mut ResponseHeader, headers: &[HeaderPair]) -> Result<()> {
+    for h in headers {
+        resp.insert_header(h.name.clone(), h.value.clone())?;
+    }
+    Ok(())
+}
+
+/// `https://host[:port]/path?query`, the port left out when it is 443.
+pub fn https_location(host: &str, tls_port: u16, path_and_query: &str) -> String {
+    if tls_port == 443 {
+        format!("https://{host}{path_and_query}")
+    } else {
+        format!("https://{host}:{tls_port}{path_and_query}")
+    }
+}
+
+/// The body of an error the proxy answers itself, by status.
+pub fn error_body(status: u16) -> &'static str {
+    match status {
+        502 => "502 Bad Gateway: no backend of this route could be reached\n",
+        503 => "503 Service Unavailable\n",
+        504 => "504 Gateway Timeout: the backend did not answer in time\n",
+        400 => "400 Bad Request\n",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_locations() {
+        assert_eq!(https_location("a.com", 443, "/x?y=1"), "https://a.com/x?y=1");
+        assert_eq!(https_location("a.com", 8443, "/"), "https://a.com:8443/");
+    }
+}

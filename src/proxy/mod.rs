@@ -1,0 +1,211 @@
+//! The Pingora `ProxyHttp` implementation. Each hook is short and calls into `routing`,
+//! `balance` and the helpers here; the order of hooks is Pingora's (see PINGORA.md §1.2).
+
+mod context;
+mod forwarded;
+mod local;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use log::{debug, warn};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+pub use context::RequestCtx;
+pub use local::https_location;
+
+use crate::balance::RoundRobin;
+use crate::lifecycle::InFlight;
+use crate::routing::{Lookup, RouteStore};
+
+/// The proxy service: routes each request with the live table and forwards it.
+pub struct AralezProxy {
+    pub store: Arc<RouteStore>,
+    /// Port of the TLS listener, for `to_https` redirects.
+    pub tls_port: Option<u16>,
+    pub connect_timeout: Duration,
+    pub in_flight: InFlight,
+}
+
+/// The host a request names: the URI authority (HTTP/2 `:authority`, absolute-form
+/// HTTP/1.x), else the Host header, else empty (HTTP/1.0 without Host).
+fn request_host(req: &RequestHeader) -> &str {
+    if let Some(host) = req.uri.authority() {
+        return host.as_str();
+    }
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+}
+
+fn is_tls(session: &Session) -> bool {
+    session
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some())
+}
+
+#[async_trait]
+impl ProxyHttp for AralezProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.in_flight.enter())
+    }
+
+    /// Routes the request; answers 404 and HTTPS redirects itself.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let table = self.store.load();
+        let req = session.req_header();
+        let route = match table.lookup(request_host(req), req.uri.path()) {
+            Lookup::Found(route) => route.clone(),
+            Lookup::NoHost => {
+                debug!("no route for host {:?}", request_host(req));
+                local::respond_text(session, 404, "404 Not Found: no route for this host\n", &table.response_headers).await?;
+                return Ok(true);
+            }
+            Lookup::NoPath => {
+                debug!("no route for {:?}{}", request_host(req), req.uri.path());
+                local::respond_text(session, 404, "404 Not Found: no route for this path\n", &table.response_headers).await?;
+                return Ok(true);
+            }
+        };
+        if route.to_https && !is_tls(session) {
+            if let Some(port) = self.tls_port {
+                let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                let location = https_location(&route.host, port, pq);
+                local::redirect(session, &location, &table.response_headers).await?;
+                return Ok(true);
+            }
+        }
+        ctx.start = route.balancer.start(route.backends.len().max(1));
+        ctx.route = Some(route);
+        ctx.table = Some(table);
+        Ok(false)
+    }
+
+    /// Picks the next backend of the route: round robin, then failover on retries.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream_peer without a route"))?;
+        if route.backends.is_empty() {
+            return Err(Error::explain(ErrorType::HTTPStatus(502), "route has no backends"));
+        }
+        let index = RoundRobin::failover(ctx.start, ctx.attempts, route.backends.len());
+        ctx.attempts += 1;
+        ctx.backend = Some(index);
+        let mut peer = HttpPeer::new(route.backends[index].addr, false, String::new());
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        Ok(Box::new(peer))
+    }
+
+    /// Nothing was sent yet, so a refused or timed-out connection moves on to the next server.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let tried_all = ctx
+            .route
+            .as_ref()
+            .is_none_or(|r| ctx.attempts >= r.backends.len());
+        warn!(
+            "connect to backend {} failed for {}{}: {}{}",
+            ctx.backend_name(),
+            request_host(session.req_header()),
+            session.req_header().uri.path(),
+            e,
+            if tried_all { "; no server left" } else { "; trying the next server" }
+        );
+        if !tried_all {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let host = request_host(session.req_header());
+        let host = (!host.is_empty()).then_some(host);
+        forwarded::set_forwarded_headers(upstream, client, is_tls(session), host)?;
+        if let Some(route) = &ctx.route {
+            for h in route.request_headers.iter() {
+                upstream.insert_header(h.name.clone(), h.value.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(table) = &ctx.table {
+            local::add_headers(upstream_response, &table.response_headers)?;
+        }
+        Ok(())
+    }
+
+    /// Like Pingora's default, but with short plain-text bodies for the errors we answer.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            if matches!(e.etype(), ErrorType::ConnectTimedout | ErrorType::ReadTimedout) && code == 502 {
+                debug!("backend {} timed out", ctx.backend_name());
+            }
+            let body = local::error_body(code);
+            if let Err(err) = session
+                .respond_error_with_body(code, bytes::Bytes::from_static(body.as_bytes()))
+                .await
+            {
+                debug!("could not send the {code} response: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if log::log_enabled!(log::Level::Debug) {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let req = session.req_header();
+            debug!(
+                "{} {}{} -> {} {} (attempts {}{})",
+                req.method,
+                request_host(req),
+                req.uri,
+                ctx.backend_name(),
+                status,
+                ctx.attempts,
+                e.map(|e| format!(", error: {e}")).unwrap_or_default()
+            );
+        }
+    }
+}

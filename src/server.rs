@@ -1,0 +1,119 @@
+//! Assembling the Pingora server from main.yaml: listeners, the proxy and background services.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pingora::prelude::Opt;
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
+
+use crate::config::MainConfig;
+use crate::lifecycle::{InFlight, ShutdownSignals};
+use crate::providers::FileProvider;
+use crate::proxy::AralezProxy;
+use crate::routing::RouteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("proxy_certificates {0}: {1}")]
+    Certificates(PathBuf, String),
+}
+
+/// Flags from the command line that Pingora acts on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessFlags {
+    pub daemon: bool,
+    pub upgrade: bool,
+}
+
+fn server_conf(main: &MainConfig, flags: ProcessFlags) -> ServerConf {
+    let mut conf = ServerConf {
+        threads: main.worker_threads(),
+        daemon: main.daemon || flags.daemon,
+        pid_file: main.pid_file.display().to_string(),
+        error_log: main.error_log.as_ref().map(|p| p.display().to_string()),
+        upgrade_sock: main.upgrade_sock.display().to_string(),
+        user: main.user.clone(),
+        group: main.group.clone(),
+        upstream_keepalive_pool_size: main.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    };
+    // Pingora sleeps this long after SIGTERM; we exit earlier once idle (see lifecycle).
+    conf.grace_period_seconds = Some(main.shutdown_timeout);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf
+}
+
+/// The first `{NAME}.crt` + `{NAME}.key` pair of the certificate folder, by name.
+fn first_certificate_pair(folder: &PathBuf) -> Result<(String, String), StartError> {
+    let entries = std::fs::read_dir(folder)
+        .map_err(|e| StartError::Certificates(folder.clone(), e.to_string()))?;
+    let mut certs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "crt") && p.with_extension("key").is_file())
+        .collect();
+    certs.sort();
+    let cert = certs.into_iter().next().ok_or_else(|| {
+        StartError::Certificates(folder.clone(), "no NAME.crt with a matching NAME.key".into())
+    })?;
+    let key = cert.with_extension("key");
+    Ok((cert.display().to_string(), key.display().to_string()))
+}
+
+/// A server ready to run: proxy listeners plus the file watcher.
+pub struct Aralez {
+    pub server: Server,
+    pub in_flight: InFlight,
+    pub drain_timeout: std::time::Duration,
+}
+
+impl Aralez {
+    pub fn build(main: &MainConfig, flags: ProcessFlags, store: Arc<RouteStore>) -> Result<Aralez, StartError> {
+        let opt = Opt {
+            upgrade: flags.upgrade,
+            daemon: main.daemon || flags.daemon,
+            ..Opt::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(opt, server_conf(main, flags));
+        server.bootstrap();
+
+        let in_flight = InFlight::default();
+        let proxy = AralezProxy {
+            store: store.clone(),
+            tls_port: main.tls_port(),
+            connect_timeout: main.connect_timeout(),
+            in_flight: in_flight.clone(),
+        };
+        let mut service = http_proxy_service(&server.configuration, proxy);
+        service.add_tcp(&main.proxy_address_http);
+        if let (Some(addr), Some(folder)) = (&main.proxy_address_tls, &main.proxy_certificates) {
+            let (cert, key) = first_certificate_pair(folder)?;
+            service
+                .add_tls(addr, &cert, &key)
+                .map_err(|e| StartError::Certificates(folder.clone(), e.to_string()))?;
+        }
+        server.add_service(service);
+        server.add_service(background_service(
+            "upstreams file watcher",
+            FileProvider::new(main.upstreams_conf.clone(), store),
+        ));
+        Ok(Aralez {
+            server,
+            in_flight,
+            drain_timeout: std::time::Duration::from_secs(main.shutdown_timeout),
+        })
+    }
+
+    /// Runs until SIGTERM/SIGINT (graceful) or SIGQUIT (upgrade).
+    pub fn run(self) {
+        let signals = ShutdownSignals {
+            in_flight: self.in_flight,
+            drain_timeout: self.drain_timeout,
+        };
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(signals),
+        });
+    }
+}
