@@ -31,16 +31,38 @@ pub struct AralezProxy {
     pub in_flight: InFlight,
 }
 
-/// The host a request names: the URI authority (HTTP/2 `:authority`, absolute-form
-/// HTTP/1.x), else the Host header, else empty (HTTP/1.0 without Host).
+/// The host a request names: the URI authority (HTTP/2 `:authority`), the authority of an
+/// absolute-form HTTP/1.x target (RFC 9112 §3.2.2: it wins over Host), else the Host header,
+/// else empty (HTTP/1.0 without Host).
 fn request_host(req: &RequestHeader) -> &str {
     if let Some(host) = req.uri.authority() {
         return host.as_str();
+    }
+    if let Some(host) = absolute_form_authority(req.raw_path()) {
+        return host;
     }
     req.headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
+}
+
+/// `http://host:port/path` -> `host:port`. Pingora keeps only the path in the URI.
+fn absolute_form_authority(target: &[u8]) -> Option<&str> {
+    let rest = if target.len() > 8 && target[..8].eq_ignore_ascii_case(b"https://") {
+        &target[8..]
+    } else if target.len() > 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+        &target[7..]
+    } else {
+        return None;
+    };
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = std::str::from_utf8(&rest[..end]).ok()?;
+    // Drop any userinfo: `user@host`.
+    Some(authority.rsplit('@').next().unwrap_or(authority))
 }
 
 fn is_tls(session: &Session) -> bool {
@@ -207,5 +229,29 @@ impl ProxyHttp for AralezProxy {
                 e.map(|e| format!(", error: {e}")).unwrap_or_default()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_form_targets_name_their_host() {
+        assert_eq!(absolute_form_authority(b"http://a.com/x"), Some("a.com"));
+        assert_eq!(absolute_form_authority(b"HTTPS://a.com:8443?q"), Some("a.com:8443"));
+        assert_eq!(absolute_form_authority(b"http://u:p@a.com"), Some("a.com"));
+        assert_eq!(absolute_form_authority(b"/x"), None);
+        assert_eq!(absolute_form_authority(b"http://"), None);
+    }
+
+    #[test]
+    fn host_header_is_the_fallback() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        assert_eq!(request_host(&req), "");
+        req.insert_header("host", "b.com").unwrap();
+        assert_eq!(request_host(&req), "b.com");
+        let req = RequestHeader::build("GET", b"http://c.com/x", None).unwrap();
+        assert_eq!(request_host(&req), "c.com");
     }
 }

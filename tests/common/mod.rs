@@ -1,0 +1,298 @@
+//! Test harness: real backends (axum) that say who they are, and the real `aralez` binary
+//! started on free loopback ports with a temporary configuration.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::Router;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+/// Polls `check` until it returns Some, or panics with `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A port that was free a moment ago (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A backend that answers with its name and the request headers it saw.
+///
+/// Paths: `/__upload` counts the streamed request body; `/__download/N` streams N bytes;
+/// `/__slow/MS` answers after MS milliseconds; anything else echoes.
+pub struct TestBackend {
+    pub name: String,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestBackend {
+    pub async fn start(name: &str) -> TestBackend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let who = name.to_string();
+        let app = Router::new().fallback(move |req: Request| {
+            let who = who.clone();
+            async move { handle(&who, req).await }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestBackend {
+            name: name.to_string(),
+            addr,
+            task,
+        }
+    }
+
+    /// `127.0.0.1:PORT`, as written in `servers`.
+    pub fn server(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+async fn handle(who: &str, req: Request) -> axum::response::Response {
+    let path = req.uri().path().to_string();
+    if path == "/__upload" {
+        let mut stream = req.into_body().into_data_stream();
+        let mut total: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => total += c.len() as u64,
+                Err(e) => return axum::response::Response::new(Body::from(format!("error {e}"))),
+            }
+        }
+        return axum::response::Response::new(Body::from(format!("{total}")));
+    }
+    if let Some(n) = path.strip_prefix("/__download/") {
+        let mut left: u64 = n.parse().unwrap_or(0);
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let stream = futures_util::stream::poll_fn(move |_| {
+            if left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            let n = left.min(chunk.len() as u64) as usize;
+            left -= n as u64;
+            std::task::Poll::Ready(Some(Ok::<_, std::io::Error>(chunk.slice(..n))))
+        });
+        return axum::response::Response::new(Body::from_stream(stream));
+    }
+    if let Some(ms) = path.strip_prefix("/__slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+    }
+    let mut body = format!("backend={who}\npath={}\n", req.uri());
+    for (name, value) in req.headers() {
+        body.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("<binary>")));
+    }
+    axum::response::Response::new(Body::from(body))
+}
+
+/// What an echo backend reported.
+#[derive(Debug)]
+pub struct Echo {
+    pub backend: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+}
+
+impl Echo {
+    pub fn parse(body: &str) -> Echo {
+        let mut backend = String::new();
+        let mut path = String::new();
+        let mut headers = HashMap::new();
+        for line in body.lines() {
+            if let Some(b) = line.strip_prefix("backend=") {
+                backend = b.to_string();
+            } else if let Some(p) = line.strip_prefix("path=") {
+                path = p.to_string();
+            } else if let Some((k, v)) = line.split_once(": ") {
+                headers.insert(k.to_string(), v.to_string());
+            }
+        }
+        Echo {
+            backend,
+            path,
+            headers,
+        }
+    }
+}
+
+/// The aralez binary running on a temporary configuration.
+pub struct Proxy {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub tls_port: Option<u16>,
+    child: Child,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_aralez");
+
+/// Writes a file atomically (temp file + rename), as a careful operator or tool would.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Options for `Proxy::start`.
+#[derive(Default)]
+pub struct ProxyOptions {
+    /// Extra main.yaml lines.
+    pub main_extra: String,
+    /// Start a TLS listener with a self-signed certificate for localhost.
+    pub tls: bool,
+}
+
+impl Proxy {
+    /// Starts aralez with `upstreams` as its routing file and waits until it accepts.
+    pub async fn start(upstreams: &str) -> Proxy {
+        Self::start_with(upstreams, ProxyOptions::default()).await
+    }
+
+    pub async fn start_with(upstreams: &str, options: ProxyOptions) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut main = format!(
+            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nupstreams_conf: upstreams.yaml\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: info\nconnect_timeout: 1\n",
+            pid = dir.path().join("aralez.pid").display(),
+            sock = dir.path().join("aralez.sock").display(),
+        );
+        let mut tls_port = None;
+        if options.tls {
+            let p = free_port();
+            tls_port = Some(p);
+            let certs = dir.path().join("certs");
+            std::fs::create_dir(&certs).unwrap();
+            let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+            std::fs::write(certs.join("localhost.crt"), ck.cert.pem()).unwrap();
+            std::fs::write(certs.join("localhost.key"), ck.key_pair.serialize_pem()).unwrap();
+            main.push_str(&format!("proxy_address_tls: 127.0.0.1:{p}\nproxy_certificates: certs\n"));
+        }
+        main.push_str(&options.main_extra);
+        std::fs::write(dir.path().join("main.yaml"), main).unwrap();
+        std::fs::write(dir.path().join("upstreams.yaml"), upstreams).unwrap();
+        let log = std::fs::File::create(dir.path().join("aralez.log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("-c")
+            .arg(dir.path().join("main.yaml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start aralez");
+        let mut proxy = Proxy {
+            dir,
+            port,
+            tls_port,
+            child,
+        };
+        proxy.wait_accepting().await;
+        proxy
+    }
+
+    async fn wait_accepting(&mut self) {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("aralez exited with {status}:\n{}", self.log());
+            }
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!("aralez did not accept within 20s:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn upstreams_path(&self) -> PathBuf {
+        self.dir.path().join("upstreams.yaml")
+    }
+
+    /// Everything aralez logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("aralez.log")).unwrap_or_default()
+    }
+}
+
+/// A client that never uses environment proxies and never follows redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// GET `path` on the proxy with a Host header; returns status and body.
+pub async fn get(client: &reqwest::Client, proxy: &Proxy, host: &str, path: &str) -> (u16, String) {
+    let resp = client
+        .get(proxy.url(path))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {host}{path} failed: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// One route `/` on `host` over the given backends.
+pub fn single_route(host: &str, backends: &[&TestBackend]) -> String {
+    let servers: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.server())).collect();
+    format!(
+        "upstreams:\n  {host}:\n    paths:\n      \"/\":\n        servers: [{}]\n",
+        servers.join(", ")
+    )
+}

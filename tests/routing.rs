@@ -1,0 +1,246 @@
+//! Routing, balancing, headers, redirects and backend failure, through the real binary.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn backend_of(client: &reqwest::Client, proxy: &Proxy, host: &str, path: &str) -> Option<String> {
+    let (status, body) = get(client, proxy, host, path).await;
+    (status == 200).then(|| Echo::parse(&body).backend)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_by_host_and_longest_prefix() {
+    let root = TestBackend::start("root").await;
+    let api = TestBackend::start("api").await;
+    let v2 = TestBackend::start("v2").await;
+    let other = TestBackend::start("other").await;
+    let config = format!(
+        "provider: file\nupstreams:\n  App.Example.com:\n    paths:\n      \"/\":\n        servers: [\"{}\"]\n      \"/api\":\n        servers: [\"{}\"]\n      \"/api/v2\":\n        servers: [\"{}\"]\n  only-api.example.com:\n    paths:\n      \"/api\":\n        servers: [\"{}\"]\n",
+        root.server(),
+        api.server(),
+        v2.server(),
+        other.server()
+    );
+    let proxy = Proxy::start(&config).await;
+    let c = client();
+    let cases = [
+        ("app.example.com", "/", Some("root")),
+        ("APP.EXAMPLE.COM", "/index.html", Some("root")),
+        ("app.example.com:8080", "/api", Some("api")),
+        ("app.example.com", "/api/users?id=1", Some("api")),
+        ("app.example.com", "/apix", Some("root")),
+        ("app.example.com", "/api/v2", Some("v2")),
+        ("app.example.com", "/api/v2/x", Some("v2")),
+        ("app.example.com", "/api/v20", Some("api")),
+        ("only-api.example.com", "/api/x", Some("other")),
+    ];
+    for (host, path, want) in cases {
+        assert_eq!(backend_of(&c, &proxy, host, path).await.as_deref(), want, "{host}{path}");
+    }
+    // Query strings and paths arrive unchanged.
+    let (_, body) = get(&c, &proxy, "app.example.com", "/api/users?id=1&x=%20").await;
+    assert_eq!(Echo::parse(&body).path, "/api/users?id=1&x=%20");
+
+    let (status, body) = get(&c, &proxy, "unknown.example.com", "/").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no route for this host"), "{body}");
+    let (status, body) = get(&c, &proxy, "only-api.example.com", "/web").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no route for this path"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn older_top_level_form_routes_the_same() {
+    let b = TestBackend::start("legacy").await;
+    let config = format!(
+        "provider: file\nsticky_sessions: false\nlegacy.example.com:\n  paths:\n    \"/\":\n      servers: [\"{}\"]\n",
+        b.server()
+    );
+    let proxy = Proxy::start(&config).await;
+    let c = client();
+    assert_eq!(backend_of(&c, &proxy, "legacy.example.com", "/x").await.as_deref(), Some("legacy"));
+}
+
+/// Sends a raw request and returns the whole response text.
+async fn raw(proxy: &Proxy, request: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("response not finished in time")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http10_without_host_and_absolute_form() {
+    let b = TestBackend::start("abs").await;
+    let proxy = Proxy::start(&single_route("abs.example.com", &[&b])).await;
+    let resp = raw(&proxy, "GET / HTTP/1.0\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.0 404") || resp.starts_with("HTTP/1.1 404"), "{resp}");
+    let resp = raw(&proxy, "GET http://abs.example.com/x HTTP/1.0\r\n\r\n").await;
+    assert!(resp.contains(" 200 "), "{resp}");
+    assert!(resp.contains("backend=abs"), "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_robin_spreads_evenly() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let d = TestBackend::start("c").await;
+    let proxy = Proxy::start(&single_route("rr.example.com", &[&a, &b, &d])).await;
+    let c = client();
+    let mut counts: HashMap<String, i32> = HashMap::new();
+    for _ in 0..300 {
+        let who = backend_of(&c, &proxy, "rr.example.com", "/").await.expect("request failed");
+        *counts.entry(who).or_default() += 1;
+    }
+    for name in ["a", "b", "c"] {
+        let n = counts.get(name).copied().unwrap_or(0);
+        assert!((99..=101).contains(&n), "{name} got {n}: {counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_and_response_headers() {
+    let b = TestBackend::start("h").await;
+    let config = format!(
+        "headers:\n  - \"Access-Control-Allow-Origin:*\"\n  - \"X-Served-By: aralez\"\nupstreams:\n  h.example.com:\n    paths:\n      \"/\":\n        servers: [\"{}\"]\n        headers: [\"X-Proxy-From:Aralez\", \"X-Real-IP: spoofed\"]\n",
+        b.server()
+    );
+    let proxy = Proxy::start(&config).await;
+    let resp = client()
+        .get(proxy.url("/"))
+        .header("host", "H.example.com:1234")
+        .header("x-forwarded-for", "203.0.113.7, 198.51.100.2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert_eq!(resp.headers()["x-served-by"], "aralez");
+    let echo = Echo::parse(&resp.text().await.unwrap());
+    let h = &echo.headers;
+    assert_eq!(h["x-proxy-from"], "Aralez");
+    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "H.example.com:1234");
+    assert_eq!(h["host"], "H.example.com:1234", "Host passes through unchanged");
+    // The route's configured header wins over what the proxy computed.
+    assert_eq!(h["x-real-ip"], "spoofed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x_real_ip_is_the_client() {
+    let b = TestBackend::start("ip").await;
+    let proxy = Proxy::start(&single_route("ip.example.com", &[&b])).await;
+    let resp = client()
+        .get(proxy.url("/"))
+        .header("host", "ip.example.com")
+        .header("x-real-ip", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    let echo = Echo::parse(&resp.text().await.unwrap());
+    assert_eq!(echo.headers["x-real-ip"], "127.0.0.1");
+    assert_eq!(echo.headers["x-forwarded-for"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn to_https_redirect_keeps_the_query() {
+    let b = TestBackend::start("plain").await;
+    let config = format!(
+        "upstreams:\n  secure.example.com:\n    paths:\n      \"/\":\n        servers: [\"{s}\"]\n      \"/login\":\n        to_https: true\n        servers: [\"{s}\"]\n",
+        s = b.server()
+    );
+    let proxy = Proxy::start_with(&config, ProxyOptions { tls: true, ..Default::default() }).await;
+    let tls_port = proxy.tls_port.unwrap();
+    let c = client();
+    let resp = c
+        .get(proxy.url("/login/form?next=%2Fhome&a=1"))
+        .header("host", "Secure.Example.com:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 301);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://secure.example.com:{tls_port}/login/form?next=%2Fhome&a=1").as_str()
+    );
+    // Other paths of the host are not redirected.
+    assert_eq!(backend_of(&c, &proxy, "secure.example.com", "/").await.as_deref(), Some("plain"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_server_is_skipped() {
+    let up = TestBackend::start("up").await;
+    let dead = free_port();
+    let config = format!(
+        "upstreams:\n  f.example.com:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:{dead}\", \"{}\"]\n",
+        up.server()
+    );
+    let proxy = Proxy::start(&config).await;
+    let c = client();
+    for i in 0..50 {
+        let (status, body) = get(&c, &proxy, "f.example.com", "/").await;
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert_eq!(Echo::parse(&body).backend, "up");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_servers_down_gives_a_quick_502() {
+    let config = format!(
+        "upstreams:\n  down.example.com:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n",
+        free_port(),
+        free_port()
+    );
+    let proxy = Proxy::start(&config).await;
+    let started = Instant::now();
+    let (status, body) = get(&client(), &proxy, "down.example.com", "/").await;
+    assert_eq!(status, 502);
+    assert!(body.contains("Bad Gateway"), "{body}");
+    // Refused connections fail at once; this is a bound on a hang, not a speed target.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(proxy.log().contains("no server left"), "{}", proxy.log());
+}
+
+/// A listening socket whose accept queue is full, so new connections to it hang (their SYNs
+/// are dropped) instead of being refused: a backend that does not answer.
+fn blackhole() -> (tokio::net::TcpListener, Vec<std::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        fillers.push(s);
+        assert!(fillers.len() < 64, "accept queue never filled");
+    }
+    (listener, fillers)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_timeout_moves_to_the_next_server() {
+    let (hole, _fillers) = blackhole();
+    let up = TestBackend::start("alive").await;
+    let config = format!(
+        "upstreams:\n  t.example.com:\n    paths:\n      \"/\":\n        servers: [\"{}\", \"{}\"]\n",
+        hole.local_addr().unwrap(),
+        up.server()
+    );
+    let proxy = Proxy::start(&config).await;
+    let c = client();
+    for _ in 0..4 {
+        let (status, body) = get(&c, &proxy, "t.example.com", "/").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(Echo::parse(&body).backend, "alive");
+    }
+    let log = proxy.log();
+    assert!(log.contains(&format!("connect to backend {} failed", hole.local_addr().unwrap())), "{log}");
+}
