@@ -179,6 +179,8 @@ pub struct ProxyOptions {
     pub main_extra: String,
     /// Start a TLS listener with a self-signed certificate for localhost.
     pub tls: bool,
+    /// log_level (default info).
+    pub log_level: Option<&'static str>,
 }
 
 impl Proxy {
@@ -191,7 +193,8 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut main = format!(
-            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nupstreams_conf: upstreams.yaml\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: info\nconnect_timeout: 1\n",
+            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nupstreams_conf: upstreams.yaml\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: 1\n",
+            level = options.log_level.unwrap_or("info"),
             pid = dir.path().join("aralez.pid").display(),
             sock = dir.path().join("aralez.sock").display(),
         );

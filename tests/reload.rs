@@ -1,0 +1,183 @@
+//! Hot reload of upstreams.yaml through the real binary: new routes go live, bad files are
+//! refused with the old table kept, and reloading never fails a request.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+async fn backend_of(client: &reqwest::Client, proxy: &Proxy, host: &str, path: &str) -> Option<String> {
+    let (status, body) = get(client, proxy, host, path).await;
+    (status == 200).then(|| Echo::parse(&body).backend)
+}
+
+/// Waits until `host/path` is served by `want`, returning how long that took.
+async fn live_within(proxy: &Proxy, host: &str, path: &str, want: &str, deadline: Duration) -> Duration {
+    let c = client();
+    let start = Instant::now();
+    wait_for(deadline, &format!("{host}{path} to reach {want}"), || async {
+        (backend_of(&c, proxy, host, path).await.as_deref() == Some(want)).then_some(())
+    })
+    .await;
+    start.elapsed()
+}
+
+fn two_routes(a: &TestBackend, b: &TestBackend) -> String {
+    format!(
+        "upstreams:\n  r.example.com:\n    paths:\n      \"/\":\n        servers: [\"{}\"]\n      \"/new\":\n        servers: [\"{}\"]\n",
+        a.server(),
+        b.server()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_route_is_live_within_a_second() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let proxy = Proxy::start(&single_route("r.example.com", &[&a])).await;
+    let c = client();
+    assert_eq!(backend_of(&c, &proxy, "r.example.com", "/new").await.as_deref(), Some("a"));
+    // In-place rewrite (truncate + write), as `echo > file` does.
+    std::fs::write(proxy.upstreams_path(), two_routes(&a, &b)).unwrap();
+    live_within(&proxy, "r.example.com", "/new", "b", Duration::from_secs(1)).await;
+    assert!(proxy.log().contains("generation 2"), "{}", proxy.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_file_keeps_the_old_routes() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let proxy = Proxy::start(&single_route("r.example.com", &[&a])).await;
+    let c = client();
+    let broken = format!(
+        "upstreams:\n  r.example.com:\n    paths:\n      \"/\":\n        servers: [\"{}\", \"10.0.0.1\"]\n",
+        b.server()
+    );
+    write_atomic(&proxy.upstreams_path(), &broken);
+    let log = wait_for(Duration::from_secs(5), "the reload error in the log", || async {
+        let log = proxy.log();
+        log.contains("reload of").then_some(log)
+    })
+    .await;
+    let column = broken.lines().nth(4).unwrap().find("\"10.0.0.1\"").unwrap() + 1;
+    let expected = format!(
+        "upstreams.yaml:5:{column}: upstreams.r.example.com.paths./.servers[1]: \"10.0.0.1\" has no port"
+    );
+    assert!(log.contains(&expected), "{expected} not in:\n{log}");
+    assert!(log.contains("generation 1 stays live"), "{log}");
+    for _ in 0..20 {
+        assert_eq!(backend_of(&c, &proxy, "r.example.com", "/").await.as_deref(), Some("a"));
+    }
+    // Syntax errors too.
+    write_atomic(&proxy.upstreams_path(), "upstreams: [\n");
+    wait_for(Duration::from_secs(5), "the syntax error in the log", || async {
+        proxy.log().contains("invalid YAML").then_some(())
+    })
+    .await;
+    assert_eq!(backend_of(&c, &proxy, "r.example.com", "/").await.as_deref(), Some("a"));
+    // And a fixed file is taken again.
+    write_atomic(&proxy.upstreams_path(), &single_route("r.example.com", &[&b]));
+    live_within(&proxy, "r.example.com", "/", "b", Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editor_style_save_is_seen() {
+    // Editors write a temporary file and rename it over the original (vim, sed -i).
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let proxy = Proxy::start(&single_route("r.example.com", &[&a])).await;
+    let path = proxy.upstreams_path();
+    let tmp = path.with_file_name(".upstreams.yaml.swp");
+    std::fs::write(&tmp, single_route("r.example.com", &[&b])).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    live_within(&proxy, "r.example.com", "/", "b", Duration::from_secs(1)).await;
+    // The watch survives the rename: a second save is seen too.
+    std::fs::write(&tmp, single_route("r.example.com", &[&a])).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    live_within(&proxy, "r.example.com", "/", "a", Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn burst_of_writes_ends_with_the_last_content() {
+    let backends: Vec<TestBackend> = {
+        let mut v = Vec::new();
+        for i in 0..20 {
+            v.push(TestBackend::start(&format!("b{i}")).await);
+        }
+        v
+    };
+    let proxy = Proxy::start(&single_route("r.example.com", &[&backends[0]])).await;
+    for b in &backends[1..] {
+        std::fs::write(proxy.upstreams_path(), single_route("r.example.com", &[b])).unwrap();
+    }
+    live_within(&proxy, "r.example.com", "/", "b19", Duration::from_secs(2)).await;
+    // The burst settled into a single reload of the final content.
+    let log = proxy.log();
+    assert_eq!(log.matches("reloaded ").count(), 1, "{log}");
+    assert!(log.contains("generation 2"), "{log}");
+    let c = client();
+    for _ in 0..10 {
+        assert_eq!(backend_of(&c, &proxy, "r.example.com", "/").await.as_deref(), Some("b19"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_content_makes_no_new_generation() {
+    let a = TestBackend::start("a").await;
+    let text = single_route("r.example.com", &[&a]);
+    let options = ProxyOptions { log_level: Some("debug"), ..Default::default() };
+    let proxy = Proxy::start_with(&text, options).await;
+    write_atomic(&proxy.upstreams_path(), &text);
+    let log = wait_for(Duration::from_secs(5), "the watcher to read the file", || async {
+        let log = proxy.log();
+        log.contains("unchanged, still generation 1").then_some(log)
+    })
+    .await;
+    assert!(!log.contains("generation 2"), "{log}");
+    assert!(!log.contains("reloaded "), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_reloads_under_load_fail_no_request() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let proxy = Arc::new(Proxy::start(&single_route("r.example.com", &[&a])).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (proxy, stop, ok) = (proxy.clone(), stop.clone(), ok.clone());
+        clients.push(tokio::spawn(async move {
+            let c = client();
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match c.get(proxy.url("/")).header("host", "r.example.com").send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.bytes().await;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failures.push(format!("status {}", r.status())),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            failures
+        }));
+    }
+    for i in 0..50 {
+        // Alternate backends so that every write is a real change, and wait until it is live.
+        let (target, name) = if i % 2 == 0 { (&b, "b") } else { (&a, "a") };
+        write_atomic(&proxy.upstreams_path(), &single_route("r.example.com", &[target]));
+        live_within(&proxy, "r.example.com", "/", name, Duration::from_secs(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.unwrap());
+    }
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(ok.load(Ordering::Relaxed) > 100, "too few requests made to mean anything");
+    assert!(proxy.log().contains("generation 51"), "{}", proxy.log());
+}
