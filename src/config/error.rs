@@ -101,6 +101,16 @@ impl<'a> IssueSink<'a> {
         });
     }
 
+    /// Reports a problem with the key that ends `key_path` itself (not its value).
+    pub fn push_key(&mut self, key_path: &str, message: impl Into<String>) {
+        self.issues.push(Issue {
+            file: self.file.to_string(),
+            location: self.spans.key_at(key_path),
+            key_path: key_path.to_string(),
+            message: message.into(),
+        });
+    }
+
     /// Reports a key that is not in `known`, placed at the key itself.
     pub fn unknown_key(&mut self, parent_path: &str, key: &str, known: &[&str]) {
         let key_path = super::spans::join_key(parent_path, key);

@@ -218,18 +218,18 @@ impl Walker<'_> {
     fn host(&mut self, hosts: &mut Vec<HostConfig>, raw_name: &str, body: &Value, path: &str) {
         let name = raw_name.trim_end_matches('.').to_ascii_lowercase();
         if name.is_empty() || name.contains(['/', ' ', '\t']) {
-            self.sink.push(path, format!("{raw_name:?} is not a host name"));
+            self.sink.push_key(path, format!("{raw_name:?} is not a host name"));
             return;
         }
         if has_port(&name) {
-            self.sink.push(
+            self.sink.push_key(
                 path,
                 format!("host {raw_name:?} must not carry a port: hosts match whatever the port"),
             );
             return;
         }
         if hosts.iter().any(|h| h.name == name) {
-            self.sink.push(
+            self.sink.push_key(
                 path,
                 format!("host {raw_name:?} is listed twice (host names are case-insensitive)"),
             );
@@ -276,7 +276,7 @@ impl Walker<'_> {
 
     fn route(&mut self, prefix: &str, body: &Value, path: &str) -> Option<PathConfig> {
         if !prefix.starts_with('/') {
-            self.sink.push(path, format!("path {prefix:?} must start with `/`"));
+            self.sink.push_key(path, format!("path {prefix:?} must start with `/`"));
             return None;
         }
         let body = self.mapping(body, path, "a mapping with `servers`")?;
