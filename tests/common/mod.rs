@@ -7,6 +7,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -48,6 +50,8 @@ pub fn free_port() -> u16 {
 pub struct TestBackend {
     pub name: String,
     pub addr: SocketAddr,
+    /// Requests to `/__slow/..` being served right now.
+    pub slow_in_progress: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,9 +66,12 @@ impl TestBackend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let who = name.to_string();
+        let slow_in_progress = Arc::new(AtomicUsize::new(0));
+        let slow = slow_in_progress.clone();
         let app = Router::new().fallback(move |req: Request| {
             let who = who.clone();
-            async move { handle(&who, req).await }
+            let slow = slow.clone();
+            async move { handle(&who, &slow, req).await }
         });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -72,6 +79,7 @@ impl TestBackend {
         TestBackend {
             name: name.to_string(),
             addr,
+            slow_in_progress,
             task,
         }
     }
@@ -82,7 +90,7 @@ impl TestBackend {
     }
 }
 
-async fn handle(who: &str, req: Request) -> axum::response::Response {
+async fn handle(who: &str, slow: &AtomicUsize, req: Request) -> axum::response::Response {
     let path = req.uri().path().to_string();
     if path == "/__upload" {
         let mut stream = req.into_body().into_data_stream();
@@ -109,7 +117,9 @@ async fn handle(who: &str, req: Request) -> axum::response::Response {
         return axum::response::Response::new(Body::from_stream(stream));
     }
     if let Some(ms) = path.strip_prefix("/__slow/") {
+        slow.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        slow.fetch_sub(1, Ordering::SeqCst);
     }
     let mut body = format!("backend={who}\npath={}\n", req.uri());
     for (name, value) in req.headers() {

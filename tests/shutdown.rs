@@ -1,0 +1,68 @@
+//! SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit promptly when idle.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn signal(proxy: &Proxy, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(proxy.pid() as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+async fn wait_exit(proxy: &mut Proxy, deadline: Duration) -> std::process::ExitStatus {
+    wait_for(deadline, "aralez to exit", || {
+        let status = proxy.child().try_wait().unwrap();
+        async move { status }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_proxy_exits_at_once_on_sigterm_and_sigint() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let b = TestBackend::start("b").await;
+        let mut proxy = Proxy::start(&single_route("s.example.com", &[&b])).await;
+        let (status, _) = get(&client(), &proxy, "s.example.com", "/").await;
+        assert_eq!(status, 200);
+        let started = Instant::now();
+        signal(&proxy, sig);
+        let exit = wait_exit(&mut proxy, Duration::from_secs(5)).await;
+        assert!(exit.success(), "exit status {exit}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(proxy.log().contains("all in-flight requests finished"), "{}", proxy.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_flight_request_finishes_and_new_connections_are_refused() {
+    let b = TestBackend::start("slow").await;
+    let mut proxy = Proxy::start(&single_route("s.example.com", &[&b])).await;
+    let url = proxy.url("/__slow/1000");
+    let slow = tokio::spawn(async move {
+        let resp = client().get(url).header("host", "s.example.com").send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    let in_progress = b.slow_in_progress.clone();
+    wait_for(Duration::from_secs(5), "the request to reach the backend", || {
+        let n = in_progress.load(std::sync::atomic::Ordering::SeqCst);
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    signal(&proxy, libc::SIGTERM);
+    // New connections are refused once the listener is closed.
+    let port = proxy.port;
+    wait_for(Duration::from_secs(3), "the listener to close", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err().then_some(())
+    })
+    .await;
+    let (status, body) = slow.await.unwrap().expect("in-flight request failed");
+    assert_eq!(status, 200);
+    assert_eq!(Echo::parse(&body).backend, "slow");
+    let exit = wait_exit(&mut proxy, Duration::from_secs(5)).await;
+    assert!(exit.success(), "exit status {exit}");
+}
