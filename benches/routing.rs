@@ -1,1 +1,105 @@
-fn main(){}
+//! Routing lookup cost: a table of 10,000 hosts x 10 paths (issue target: < 200 ns, no
+//! allocation). Run with `cargo bench --bench routing`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aralez::config::{UpstreamsConfig, ValidationContext};
+use aralez::routing::{compile, system_resolver, Lookup, RoutingTable};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+/// Counts allocations so the benchmark can show that a lookup makes none.
+struct Counting;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const HOSTS: usize = 10_000;
+const PATHS: [&str; 10] = [
+    "/",
+    "/api",
+    "/api/v1",
+    "/api/v2",
+    "/static/",
+    "/img",
+    "/login",
+    "/admin",
+    "/api/v2/users",
+    "/ws",
+];
+
+fn big_table() -> RoutingTable {
+    let mut doc = String::from("upstreams:\n");
+    for h in 0..HOSTS {
+        doc.push_str(&format!("  host-{h}.example.com:\n    paths:\n"));
+        for (i, p) in PATHS.iter().enumerate() {
+            doc.push_str(&format!(
+                "      \"{p}\":\n        servers: [\"10.{}.{}.{}:80\"]\n",
+                h / 256 % 256,
+                h % 256,
+                i
+            ));
+        }
+    }
+    let config = UpstreamsConfig::parse(&doc, "bench", ValidationContext::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    compile(&config, "bench", 1, &system_resolver).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn lookups(c: &mut Criterion) {
+    let table = big_table();
+    let requests = [
+        ("host-4711.example.com", "/api/v2/users/42"),
+        ("HOST-9999.Example.com:8443", "/static/app.css"),
+        ("host-17.example.com", "/"),
+        ("host-123.example.com", "/apix"),
+    ];
+
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..10_000 {
+        for (host, path) in requests {
+            assert!(matches!(table.lookup(host, path), Lookup::Found(_)));
+        }
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    println!("allocations during 40,000 lookups: {allocations}");
+    assert_eq!(allocations, 0, "lookup must not allocate");
+
+    let mut group = c.benchmark_group("routing 10k hosts x 10 paths");
+    for (host, path) in requests {
+        group.bench_function(format!("{host}{path}"), |b| {
+            b.iter(|| {
+                matches!(
+                    table.lookup(black_box(host), black_box(path)),
+                    Lookup::Found(_)
+                )
+            })
+        });
+    }
+    group.bench_function("unknown host", |b| {
+        b.iter(|| {
+            matches!(
+                table.lookup(black_box("nope.example.com"), black_box("/")),
+                Lookup::NoHost
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookups);
+criterion_main!(benches);

@@ -13,7 +13,10 @@ async fn serve(port: u16) -> std::io::Result<()> {
             req.uri()
         );
         for (name, value) in req.headers() {
-            body.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("<binary>")));
+            body.push_str(&format!(
+                "{name}: {}\n",
+                value.to_str().unwrap_or("<binary>")
+            ));
         }
         body
     });

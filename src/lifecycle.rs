@@ -92,7 +92,10 @@ fn exit_when_drained(in_flight: InFlight, timeout: Duration) {
             std::thread::sleep(Duration::from_millis(20));
         }
         if in_flight.count() == 0 {
-            info!("all in-flight requests finished after {:?}; exiting", started.elapsed());
+            info!(
+                "all in-flight requests finished after {:?}; exiting",
+                started.elapsed()
+            );
             log::logger().flush();
             std::process::exit(0);
         }

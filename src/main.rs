@@ -13,7 +13,11 @@ use aralez::routing::{store, system_resolver, RouteStore};
 use aralez::server::{Aralez, ProcessFlags};
 
 #[derive(Debug, Parser)]
-#[command(name = "aralez", version, about = "Reverse proxy with live-reloadable routing, built on Pingora")]
+#[command(
+    name = "aralez",
+    version,
+    about = "Reverse proxy with live-reloadable routing, built on Pingora"
+)]
 struct Cli {
     /// Path to main.yaml.
     #[arg(short = 'c', long = "config", default_value = "etc/main.yaml")]
@@ -76,7 +80,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let main = MainConfig::load(&cli.config).map_err(as_report)?;
     init_logging(&main.log_level);
 
-    let store = Arc::new(RouteStore::new(validation_context(&main), Box::new(system_resolver)));
+    let store = Arc::new(RouteStore::new(
+        validation_context(&main),
+        Box::new(system_resolver),
+    ));
     let file = main.upstreams_conf.display().to_string();
     let text = read_file(&main.upstreams_conf).map_err(as_report)?;
     let summary = store.apply(&text, &file).map_err(as_report)?.summary();

@@ -56,7 +56,10 @@ fn first_certificate_pair(folder: &PathBuf) -> Result<(String, String), StartErr
         .collect();
     certs.sort();
     let cert = certs.into_iter().next().ok_or_else(|| {
-        StartError::Certificates(folder.clone(), "no NAME.crt with a matching NAME.key".into())
+        StartError::Certificates(
+            folder.clone(),
+            "no NAME.crt with a matching NAME.key".into(),
+        )
     })?;
     let key = cert.with_extension("key");
     Ok((cert.display().to_string(), key.display().to_string()))
@@ -70,7 +73,11 @@ pub struct Aralez {
 }
 
 impl Aralez {
-    pub fn build(main: &MainConfig, flags: ProcessFlags, store: Arc<RouteStore>) -> Result<Aralez, StartError> {
+    pub fn build(
+        main: &MainConfig,
+        flags: ProcessFlags,
+        store: Arc<RouteStore>,
+    ) -> Result<Aralez, StartError> {
         let opt = Opt {
             upgrade: flags.upgrade,
             daemon: main.daemon || flags.daemon,

@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 use common::BIN;
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("cannot run aralez")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("cannot run aralez")
 }
 
 /// Writes main.yaml and upstreams.yaml to a temp dir and runs `aralez -t` on them.
@@ -38,7 +41,11 @@ fn good_config_passes_with_a_summary() {
 fn shipped_example_config_passes() {
     let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/main.yaml");
     let out = run(&["-t", "-c", main.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -95,7 +102,10 @@ fn broken_files_list_every_error_with_position() {
     ];
     for (main, upstreams, expected) in cases {
         let (code, stdout, stderr) = check(main, upstreams);
-        assert_eq!(code, 1, "should fail:\n{main}\n{upstreams}\nstdout: {stdout}");
+        assert_eq!(
+            code, 1,
+            "should fail:\n{main}\n{upstreams}\nstdout: {stdout}"
+        );
         assert!(!stdout.contains("configuration ok"), "{stdout}");
         for want in *expected {
             assert!(stderr.contains(want), "expected {want:?} in:\n{stderr}");
@@ -118,11 +128,18 @@ fn version_is_printed() {
 fn refuses_to_start_on_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("main.yaml"), "upstreams_conf: u.yaml\n").unwrap();
-    std::fs::write(dir.path().join("u.yaml"), "a.com:\n  paths:\n    \"/\":\n      servers: [\"x\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("u.yaml"),
+        "a.com:\n  paths:\n    \"/\":\n      servers: [\"x\"]\n",
+    )
+    .unwrap();
     let out = run(&["-c", dir.path().join("main.yaml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("u.yaml:4:17: a.com.paths./.servers[0]: \"x\" has no port"), "{stderr}");
+    assert!(
+        stderr.contains("u.yaml:4:17: a.com.paths./.servers[0]: \"x\" has no port"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -130,5 +147,8 @@ fn daemon_and_upgrade_flags_are_accepted() {
     let out = run(&["-t", "-d", "-u", "-c", "/nonexistent/main.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/nonexistent/main.yaml: cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/main.yaml: cannot read"),
+        "{stderr}"
+    );
 }

@@ -9,18 +9,33 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-async fn backend_of(client: &reqwest::Client, proxy: &Proxy, host: &str, path: &str) -> Option<String> {
+async fn backend_of(
+    client: &reqwest::Client,
+    proxy: &Proxy,
+    host: &str,
+    path: &str,
+) -> Option<String> {
     let (status, body) = get(client, proxy, host, path).await;
     (status == 200).then(|| Echo::parse(&body).backend)
 }
 
 /// Waits until `host/path` is served by `want`, returning how long that took.
-async fn live_within(proxy: &Proxy, host: &str, path: &str, want: &str, deadline: Duration) -> Duration {
+async fn live_within(
+    proxy: &Proxy,
+    host: &str,
+    path: &str,
+    want: &str,
+    deadline: Duration,
+) -> Duration {
     let c = client();
     let start = Instant::now();
-    wait_for(deadline, &format!("{host}{path} to reach {want}"), || async {
-        (backend_of(&c, proxy, host, path).await.as_deref() == Some(want)).then_some(())
-    })
+    wait_for(
+        deadline,
+        &format!("{host}{path} to reach {want}"),
+        || async {
+            (backend_of(&c, proxy, host, path).await.as_deref() == Some(want)).then_some(())
+        },
+    )
     .await;
     start.elapsed()
 }
@@ -39,7 +54,12 @@ async fn new_route_is_live_within_a_second() {
     let b = TestBackend::start("b").await;
     let proxy = Proxy::start(&single_route("r.example.com", &[&a])).await;
     let c = client();
-    assert_eq!(backend_of(&c, &proxy, "r.example.com", "/new").await.as_deref(), Some("a"));
+    assert_eq!(
+        backend_of(&c, &proxy, "r.example.com", "/new")
+            .await
+            .as_deref(),
+        Some("a")
+    );
     // In-place rewrite (truncate + write), as `echo > file` does.
     std::fs::write(proxy.upstreams_path(), two_routes(&a, &b)).unwrap();
     live_within(&proxy, "r.example.com", "/new", "b", Duration::from_secs(1)).await;
@@ -57,10 +77,14 @@ async fn invalid_file_keeps_the_old_routes() {
         b.server()
     );
     write_atomic(&proxy.upstreams_path(), &broken);
-    let log = wait_for(Duration::from_secs(5), "the reload error in the log", || async {
-        let log = proxy.log();
-        log.contains("reload of").then_some(log)
-    })
+    let log = wait_for(
+        Duration::from_secs(5),
+        "the reload error in the log",
+        || async {
+            let log = proxy.log();
+            log.contains("reload of").then_some(log)
+        },
+    )
     .await;
     let column = broken.lines().nth(4).unwrap().find("\"10.0.0.1\"").unwrap() + 1;
     let expected = format!(
@@ -69,17 +93,32 @@ async fn invalid_file_keeps_the_old_routes() {
     assert!(log.contains(&expected), "{expected} not in:\n{log}");
     assert!(log.contains("generation 1 stays live"), "{log}");
     for _ in 0..20 {
-        assert_eq!(backend_of(&c, &proxy, "r.example.com", "/").await.as_deref(), Some("a"));
+        assert_eq!(
+            backend_of(&c, &proxy, "r.example.com", "/")
+                .await
+                .as_deref(),
+            Some("a")
+        );
     }
     // Syntax errors too.
     write_atomic(&proxy.upstreams_path(), "upstreams: [\n");
-    wait_for(Duration::from_secs(5), "the syntax error in the log", || async {
-        proxy.log().contains("invalid YAML").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "the syntax error in the log",
+        || async { proxy.log().contains("invalid YAML").then_some(()) },
+    )
     .await;
-    assert_eq!(backend_of(&c, &proxy, "r.example.com", "/").await.as_deref(), Some("a"));
+    assert_eq!(
+        backend_of(&c, &proxy, "r.example.com", "/")
+            .await
+            .as_deref(),
+        Some("a")
+    );
     // And a fixed file is taken again.
-    write_atomic(&proxy.upstreams_path(), &single_route("r.example.com", &[&b]));
+    write_atomic(
+        &proxy.upstreams_path(),
+        &single_route("r.example.com", &[&b]),
+    );
     live_within(&proxy, "r.example.com", "/", "b", Duration::from_secs(2)).await;
 }
 
@@ -120,7 +159,12 @@ async fn burst_of_writes_ends_with_the_last_content() {
     assert!(log.contains("generation 2"), "{log}");
     let c = client();
     for _ in 0..10 {
-        assert_eq!(backend_of(&c, &proxy, "r.example.com", "/").await.as_deref(), Some("b19"));
+        assert_eq!(
+            backend_of(&c, &proxy, "r.example.com", "/")
+                .await
+                .as_deref(),
+            Some("b19")
+        );
     }
 }
 
@@ -128,13 +172,20 @@ async fn burst_of_writes_ends_with_the_last_content() {
 async fn identical_content_makes_no_new_generation() {
     let a = TestBackend::start("a").await;
     let text = single_route("r.example.com", &[&a]);
-    let options = ProxyOptions { log_level: Some("debug"), ..Default::default() };
+    let options = ProxyOptions {
+        log_level: Some("debug"),
+        ..Default::default()
+    };
     let proxy = Proxy::start_with(&text, options).await;
     write_atomic(&proxy.upstreams_path(), &text);
-    let log = wait_for(Duration::from_secs(5), "the watcher to read the file", || async {
-        let log = proxy.log();
-        log.contains("unchanged, still generation 1").then_some(log)
-    })
+    let log = wait_for(
+        Duration::from_secs(5),
+        "the watcher to read the file",
+        || async {
+            let log = proxy.log();
+            log.contains("unchanged, still generation 1").then_some(log)
+        },
+    )
     .await;
     assert!(!log.contains("generation 2"), "{log}");
     assert!(!log.contains("reloaded "), "{log}");
@@ -154,7 +205,12 @@ async fn fifty_reloads_under_load_fail_no_request() {
             let c = client();
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                match c.get(proxy.url("/")).header("host", "r.example.com").send().await {
+                match c
+                    .get(proxy.url("/"))
+                    .header("host", "r.example.com")
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => {
                         let _ = r.bytes().await;
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -169,7 +225,10 @@ async fn fifty_reloads_under_load_fail_no_request() {
     for i in 0..50 {
         // Alternate backends so that every write is a real change, and wait until it is live.
         let (target, name) = if i % 2 == 0 { (&b, "b") } else { (&a, "a") };
-        write_atomic(&proxy.upstreams_path(), &single_route("r.example.com", &[target]));
+        write_atomic(
+            &proxy.upstreams_path(),
+            &single_route("r.example.com", &[target]),
+        );
         live_within(&proxy, "r.example.com", "/", name, Duration::from_secs(5)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -177,7 +236,15 @@ async fn fifty_reloads_under_load_fail_no_request() {
     for c in clients {
         failures.extend(c.await.unwrap());
     }
-    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(ok.load(Ordering::Relaxed) > 100, "too few requests made to mean anything");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "too few requests made to mean anything"
+    );
     assert!(proxy.log().contains("generation 51"), "{}", proxy.log());
 }

@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn backend_of(client: &reqwest::Client, proxy: &Proxy, host: &str, path: &str) -> Option<String> {
+async fn backend_of(
+    client: &reqwest::Client,
+    proxy: &Proxy,
+    host: &str,
+    path: &str,
+) -> Option<String> {
     let (status, body) = get(client, proxy, host, path).await;
     (status == 200).then(|| Echo::parse(&body).backend)
 }
@@ -40,7 +45,11 @@ async fn routes_by_host_and_longest_prefix() {
         ("only-api.example.com", "/api/x", Some("other")),
     ];
     for (host, path, want) in cases {
-        assert_eq!(backend_of(&c, &proxy, host, path).await.as_deref(), want, "{host}{path}");
+        assert_eq!(
+            backend_of(&c, &proxy, host, path).await.as_deref(),
+            want,
+            "{host}{path}"
+        );
     }
     // Query strings and paths arrive unchanged.
     let (_, body) = get(&c, &proxy, "app.example.com", "/api/users?id=1&x=%20").await;
@@ -63,12 +72,19 @@ async fn older_top_level_form_routes_the_same() {
     );
     let proxy = Proxy::start(&config).await;
     let c = client();
-    assert_eq!(backend_of(&c, &proxy, "legacy.example.com", "/x").await.as_deref(), Some("legacy"));
+    assert_eq!(
+        backend_of(&c, &proxy, "legacy.example.com", "/x")
+            .await
+            .as_deref(),
+        Some("legacy")
+    );
 }
 
 /// Sends a raw request and returns the whole response text.
 async fn raw(proxy: &Proxy, request: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
@@ -83,7 +99,10 @@ async fn http10_without_host_and_absolute_form() {
     let b = TestBackend::start("abs").await;
     let proxy = Proxy::start(&single_route("abs.example.com", &[&b])).await;
     let resp = raw(&proxy, "GET / HTTP/1.0\r\n\r\n").await;
-    assert!(resp.starts_with("HTTP/1.0 404") || resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(
+        resp.starts_with("HTTP/1.0 404") || resp.starts_with("HTTP/1.1 404"),
+        "{resp}"
+    );
     let resp = raw(&proxy, "GET http://abs.example.com/x HTTP/1.0\r\n\r\n").await;
     assert!(resp.contains(" 200 "), "{resp}");
     assert!(resp.contains("backend=abs"), "{resp}");
@@ -98,7 +117,9 @@ async fn round_robin_spreads_evenly() {
     let c = client();
     let mut counts: HashMap<String, i32> = HashMap::new();
     for _ in 0..300 {
-        let who = backend_of(&c, &proxy, "rr.example.com", "/").await.expect("request failed");
+        let who = backend_of(&c, &proxy, "rr.example.com", "/")
+            .await
+            .expect("request failed");
         *counts.entry(who).or_default() += 1;
     }
     for name in ["a", "b", "c"] {
@@ -130,7 +151,10 @@ async fn request_and_response_headers() {
     assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "H.example.com:1234");
-    assert_eq!(h["host"], "H.example.com:1234", "Host passes through unchanged");
+    assert_eq!(
+        h["host"], "H.example.com:1234",
+        "Host passes through unchanged"
+    );
     // The route's configured header wins over what the proxy computed.
     assert_eq!(h["x-real-ip"], "spoofed");
 }
@@ -158,7 +182,14 @@ async fn to_https_redirect_keeps_the_query() {
         "upstreams:\n  secure.example.com:\n    paths:\n      \"/\":\n        servers: [\"{s}\"]\n      \"/login\":\n        to_https: true\n        servers: [\"{s}\"]\n",
         s = b.server()
     );
-    let proxy = Proxy::start_with(&config, ProxyOptions { tls: true, ..Default::default() }).await;
+    let proxy = Proxy::start_with(
+        &config,
+        ProxyOptions {
+            tls: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let tls_port = proxy.tls_port.unwrap();
     let c = client();
     let resp = c
@@ -173,7 +204,12 @@ async fn to_https_redirect_keeps_the_query() {
         format!("https://secure.example.com:{tls_port}/login/form?next=%2Fhome&a=1").as_str()
     );
     // Other paths of the host are not redirected.
-    assert_eq!(backend_of(&c, &proxy, "secure.example.com", "/").await.as_deref(), Some("plain"));
+    assert_eq!(
+        backend_of(&c, &proxy, "secure.example.com", "/")
+            .await
+            .as_deref(),
+        Some("plain")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,5 +278,11 @@ async fn connect_timeout_moves_to_the_next_server() {
         assert_eq!(Echo::parse(&body).backend, "alive");
     }
     let log = proxy.log();
-    assert!(log.contains(&format!("connect to backend {} failed", hole.local_addr().unwrap())), "{log}");
+    assert!(
+        log.contains(&format!(
+            "connect to backend {} failed",
+            hole.local_addr().unwrap()
+        )),
+        "{log}"
+    );
 }

@@ -32,7 +32,11 @@ async fn idle_proxy_exits_at_once_on_sigterm_and_sigint() {
         let exit = wait_exit(&mut proxy, Duration::from_secs(5)).await;
         assert!(exit.success(), "exit status {exit}");
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(proxy.log().contains("all in-flight requests finished"), "{}", proxy.log());
+        assert!(
+            proxy.log().contains("all in-flight requests finished"),
+            "{}",
+            proxy.log()
+        );
     }
 }
 
@@ -42,23 +46,38 @@ async fn in_flight_request_finishes_and_new_connections_are_refused() {
     let mut proxy = Proxy::start(&single_route("s.example.com", &[&b])).await;
     let url = proxy.url("/__slow/1000");
     let slow = tokio::spawn(async move {
-        let resp = client().get(url).header("host", "s.example.com").send().await?;
+        let resp = client()
+            .get(url)
+            .header("host", "s.example.com")
+            .send()
+            .await?;
         let status = resp.status().as_u16();
         let body = resp.text().await?;
         Ok::<_, reqwest::Error>((status, body))
     });
     let in_progress = b.slow_in_progress.clone();
-    wait_for(Duration::from_secs(5), "the request to reach the backend", || {
-        let n = in_progress.load(std::sync::atomic::Ordering::SeqCst);
-        async move { (n == 1).then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "the request to reach the backend",
+        || {
+            let n = in_progress.load(std::sync::atomic::Ordering::SeqCst);
+            async move { (n == 1).then_some(()) }
+        },
+    )
     .await;
     signal(&proxy, libc::SIGTERM);
     // New connections are refused once the listener is closed.
     let port = proxy.port;
-    wait_for(Duration::from_secs(3), "the listener to close", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err().then_some(())
-    })
+    wait_for(
+        Duration::from_secs(3),
+        "the listener to close",
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
     .await;
     let (status, body) = slow.await.unwrap().expect("in-flight request failed");
     assert_eq!(status, 200);

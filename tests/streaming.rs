@@ -27,7 +27,9 @@ async fn quarter_gigabyte_up_and_down_in_bounded_memory() {
     // Upload: a streamed body the backend counts.
     let chunk = bytes::Bytes::from(vec![b'u'; 256 * 1024]);
     let chunks = (SIZE / chunk.len() as u64) as usize;
-    let body = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let body = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
     let resp = c
         .post(proxy.url("/__upload"))
         .header("host", "big.example.com")

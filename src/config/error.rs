@@ -122,6 +122,11 @@ impl<'a> IssueSink<'a> {
         });
     }
 
+    /// The position of the value at `key_path`, as issues would report it.
+    pub fn location_of(&self, key_path: &str) -> Option<Location> {
+        self.spans.value_at(key_path)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.issues.is_empty()
     }
@@ -145,7 +150,10 @@ mod tests {
     fn suggests_close_keys_only() {
         let known = ["threads", "pid_file", "proxy_address_http"];
         assert_eq!(suggestion("thread", &known), "; did you mean `threads`?");
-        assert_eq!(suggestion("proxy_adress_http", &known), "; did you mean `proxy_address_http`?");
+        assert_eq!(
+            suggestion("proxy_adress_http", &known),
+            "; did you mean `proxy_address_http`?"
+        );
         assert_eq!(suggestion("zzz", &known), "");
     }
 
@@ -153,7 +161,10 @@ mod tests {
     fn issue_display_has_file_position_and_path() {
         let issue = Issue {
             file: "upstreams.yaml".into(),
-            location: Some(Location { line: 14, column: 11 }),
+            location: Some(Location {
+                line: 14,
+                column: 11,
+            }),
             key_path: "upstreams.a.paths./api.servers[1]".into(),
             message: "\"10.0.0.1\" has no port".into(),
         };
@@ -161,12 +172,5 @@ mod tests {
             issue.to_string(),
             "upstreams.yaml:14:11: upstreams.a.paths./api.servers[1]: \"10.0.0.1\" has no port"
         );
-    }
-}
-
-impl IssueSink<'_> {
-    /// The position of the value at `key_path`, as issues would report it.
-    pub fn location_of(&self, key_path: &str) -> Option<Location> {
-        self.spans.value_at(key_path)
     }
 }

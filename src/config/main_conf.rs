@@ -170,13 +170,21 @@ impl MainConfig {
         if !LOG_LEVELS.contains(&self.log_level.as_str()) {
             sink.push(
                 "log_level",
-                format!("{:?} is not one of {}", self.log_level, LOG_LEVELS.join(", ")),
+                format!(
+                    "{:?} is not one of {}",
+                    self.log_level,
+                    LOG_LEVELS.join(", ")
+                ),
             );
         }
         if !HC_METHODS.contains(&self.hc_method.to_ascii_uppercase().as_str()) {
             sink.push(
                 "hc_method",
-                format!("{:?} is not one of {}", self.hc_method, HC_METHODS.join(", ")),
+                format!(
+                    "{:?} is not one of {}",
+                    self.hc_method,
+                    HC_METHODS.join(", ")
+                ),
             );
         }
         if self.hc_interval == 0 {
@@ -186,7 +194,10 @@ impl MainConfig {
             sink.push("connect_timeout", "must be a positive number of seconds");
         }
         if self.proxy_address_tls.is_some() && self.proxy_certificates.is_none() {
-            sink.push("proxy_address_tls", "needs proxy_certificates (the certificate folder)");
+            sink.push(
+                "proxy_address_tls",
+                "needs proxy_certificates (the certificate folder)",
+            );
         }
         if self.config_tls_address.is_some()
             && (self.config_tls_certificate.is_none() || self.config_tls_key_file.is_none())
@@ -197,7 +208,10 @@ impl MainConfig {
             );
         }
         if self.master_key.as_deref() == Some("") {
-            sink.push("master_key", "must not be empty; remove the key to disable the API");
+            sink.push(
+                "master_key",
+                "must not be empty; remove the key to disable the API",
+            );
         }
         sink.finish()
     }
@@ -313,8 +327,8 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_file_folder() {
-        let mut c = MainConfig::parse("upstreams_conf: up.yaml\npid_file: /run/a.pid\n", "m")
-            .unwrap();
+        let mut c =
+            MainConfig::parse("upstreams_conf: up.yaml\npid_file: /run/a.pid\n", "m").unwrap();
         c.resolve_paths(Path::new("/etc/aralez"));
         assert_eq!(c.upstreams_conf, PathBuf::from("/etc/aralez/up.yaml"));
         assert_eq!(c.pid_file, PathBuf::from("/run/a.pid"));

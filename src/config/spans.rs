@@ -71,8 +71,13 @@ fn parent_of(path: &str) -> Option<&str> {
 }
 
 enum Frame {
-    Map { key: Option<String>, key_loc: Option<Location> },
-    Seq { index: usize },
+    Map {
+        key: Option<String>,
+        key_loc: Option<Location>,
+    },
+    Seq {
+        index: usize,
+    },
 }
 
 #[derive(Default)]
@@ -107,7 +112,13 @@ impl Builder {
 
     fn start_node(&mut self, loc: Location) -> Option<String> {
         let path = self.current_value_path()?;
-        if let Some((Frame::Map { key_loc: Some(kl), .. }, _)) = self.stack.last() {
+        if let Some((
+            Frame::Map {
+                key_loc: Some(kl), ..
+            },
+            _,
+        )) = self.stack.last()
+        {
             self.index.keys.insert(path.clone(), *kl);
         }
         self.index.values.insert(path.clone(), loc);
@@ -127,7 +138,14 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
         match ev {
             Event::DocumentStart(_) => self.documents += 1,
             Event::Scalar(value, ..) => {
-                if let Some((Frame::Map { key: key @ None, key_loc }, _)) = self.stack.last_mut() {
+                if let Some((
+                    Frame::Map {
+                        key: key @ None,
+                        key_loc,
+                    },
+                    _,
+                )) = self.stack.last_mut()
+                {
                     *key = Some(value.into_owned());
                     *key_loc = Some(loc);
                 } else {
@@ -144,7 +162,10 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                 // errors under such keys.
                 let path = self.start_node(loc).unwrap_or_else(|| "?".to_string());
                 let frame = if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map { key: None, key_loc: None }
+                    Frame::Map {
+                        key: None,
+                        key_loc: None,
+                    }
                 } else {
                     Frame::Seq { index: 0 }
                 };
@@ -152,7 +173,13 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
-                if let Some((Frame::Map { key: key @ None, .. }, _)) = self.stack.last_mut() {
+                if let Some((
+                    Frame::Map {
+                        key: key @ None, ..
+                    },
+                    _,
+                )) = self.stack.last_mut()
+                {
                     // The collection was a key; its value follows.
                     *key = Some("?".to_string());
                 } else {
@@ -184,10 +211,22 @@ upstreams:
         let idx = SpanIndex::build(DOC);
         assert_eq!(
             idx.value_at("upstreams.app.example.com.paths./api.servers[1]"),
-            Some(Location { line: 8, column: 13 })
+            Some(Location {
+                line: 8,
+                column: 13
+            })
         );
-        assert_eq!(idx.key_at("provider"), Some(Location { line: 1, column: 1 }));
-        assert_eq!(idx.value_at("provider"), Some(Location { line: 1, column: 11 }));
+        assert_eq!(
+            idx.key_at("provider"),
+            Some(Location { line: 1, column: 1 })
+        );
+        assert_eq!(
+            idx.value_at("provider"),
+            Some(Location {
+                line: 1,
+                column: 11
+            })
+        );
         assert_eq!(
             idx.key_at("upstreams.app.example.com"),
             Some(Location { line: 3, column: 3 })

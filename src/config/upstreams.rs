@@ -178,7 +178,10 @@ impl Walker<'_> {
                             "consul" => config.provider = Provider::Consul,
                             _ => self.sink.push(
                                 "provider",
-                                format!("unknown provider {p:?}; expected one of {}", PROVIDERS.join(", ")),
+                                format!(
+                                    "unknown provider {p:?}; expected one of {}",
+                                    PROVIDERS.join(", ")
+                                ),
                             ),
                         }
                     }
@@ -187,16 +190,23 @@ impl Walker<'_> {
                     config.sticky_sessions = self.boolean(value, "sticky_sessions").unwrap_or(false)
                 }
                 "to_https" => {
-                    config.to_https = self.to_https(value, "to_https").unwrap_or(false);
+                    config.to_https = self.https_redirect(value, "to_https").unwrap_or(false);
                 }
                 "headers" => config.response_headers = self.headers(value, "headers"),
-                "authorization" => config.authorization = self.authorization(value, "authorization"),
+                "authorization" => {
+                    config.authorization = self.authorization(value, "authorization")
+                }
                 "consul" => config.consul = Some(value.clone()),
                 "upstreams" => match value {
                     Value::Mapping(hosts) => {
                         for (host, body) in hosts {
                             if let Some(name) = self.key_str(host, "upstreams") {
-                                self.host(&mut config.hosts, name, body, &join_key("upstreams", name));
+                                self.host(
+                                    &mut config.hosts,
+                                    name,
+                                    body,
+                                    &join_key("upstreams", name),
+                                );
                             }
                         }
                     }
@@ -210,7 +220,8 @@ impl Walker<'_> {
             }
         }
         if config.provider == Provider::Consul && config.consul.is_none() {
-            self.sink.push("provider", "provider consul needs a `consul:` section");
+            self.sink
+                .push("provider", "provider consul needs a `consul:` section");
         }
         config
     }
@@ -218,7 +229,8 @@ impl Walker<'_> {
     fn host(&mut self, hosts: &mut Vec<HostConfig>, raw_name: &str, body: &Value, path: &str) {
         let name = raw_name.trim_end_matches('.').to_ascii_lowercase();
         if name.is_empty() || name.contains(['/', ' ', '\t']) {
-            self.sink.push_key(path, format!("{raw_name:?} is not a host name"));
+            self.sink
+                .push_key(path, format!("{raw_name:?} is not a host name"));
             return;
         }
         if has_port(&name) {
@@ -276,7 +288,8 @@ impl Walker<'_> {
 
     fn route(&mut self, prefix: &str, body: &Value, path: &str) -> Option<PathConfig> {
         if !prefix.starts_with('/') {
-            self.sink.push_key(path, format!("path {prefix:?} must start with `/`"));
+            self.sink
+                .push_key(path, format!("path {prefix:?} must start with `/`"));
             return None;
         }
         let body = self.mapping(body, path, "a mapping with `servers`")?;
@@ -300,7 +313,7 @@ impl Walker<'_> {
                     route.servers = self.servers(value, &key_path);
                 }
                 "headers" => route.request_headers = self.headers(value, &key_path),
-                "to_https" => route.to_https = self.to_https(value, &key_path),
+                "to_https" => route.to_https = self.https_redirect(value, &key_path),
                 "authorization" => route.authorization = self.authorization(value, &key_path),
                 "sticky_sessions" => route.sticky_sessions = self.boolean(value, &key_path),
                 other => self.sink.unknown_key(path, other, PATH_KEYS),
@@ -388,12 +401,16 @@ impl Walker<'_> {
         let (kind, creds) = match (kind, creds) {
             (Some(k), Some(c)) if !c.is_empty() => (k, c),
             _ => {
-                self.sink.push(path, "authorization needs a `type` and non-empty `creds`");
+                self.sink
+                    .push(path, "authorization needs a `type` and non-empty `creds`");
                 return None;
             }
         };
         if kind == AuthKind::Basic && !creds.contains(':') {
-            self.sink.push(&join_key(path, "creds"), "basic creds must be \"user:password\"");
+            self.sink.push(
+                &join_key(path, "creds"),
+                "basic creds must be \"user:password\"",
+            );
         }
         // Refuse rather than serve a protected route openly: enforcement is not built yet.
         self.sink.push(
@@ -403,7 +420,7 @@ impl Walker<'_> {
         Some(AuthConfig { kind, creds })
     }
 
-    fn to_https(&mut self, value: &Value, path: &str) -> Option<bool> {
+    fn https_redirect(&mut self, value: &Value, path: &str) -> Option<bool> {
         let on = self.boolean(value, path)?;
         if on && !self.ctx.tls_listener {
             self.sink.push(
@@ -420,8 +437,10 @@ impl Walker<'_> {
         match key {
             Value::String(s) => Some(s),
             other => {
-                self.sink
-                    .push(parent, format!("keys must be strings, found {}", kind(other)));
+                self.sink.push(
+                    parent,
+                    format!("keys must be strings, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -478,9 +497,7 @@ impl Walker<'_> {
 }
 
 fn is_host_body(value: &Value) -> bool {
-    value
-        .as_mapping()
-        .is_some_and(|m| m.contains_key("paths"))
+    value.as_mapping().is_some_and(|m| m.contains_key("paths"))
 }
 
 fn has_port(host: &str) -> bool {
@@ -526,7 +543,9 @@ pub fn parse_server(text: &str) -> Result<(String, u16), String> {
         return Err(format!("{text:?}: {host:?} is not a host name"));
     }
     match port.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("{text:?}: port {port:?} is not a number from 1 to 65535")),
+        Ok(0) | Err(_) => Err(format!(
+            "{text:?}: port {port:?} is not a number from 1 to 65535"
+        )),
         Ok(p) => Ok((host.to_string(), p)),
     }
 }
@@ -550,7 +569,9 @@ mod tests {
     use super::*;
 
     const TLS: ValidationContext = ValidationContext { tls_listener: true };
-    const PLAIN: ValidationContext = ValidationContext { tls_listener: false };
+    const PLAIN: ValidationContext = ValidationContext {
+        tls_listener: false,
+    };
 
     fn errors(text: &str, ctx: ValidationContext) -> Vec<String> {
         match UpstreamsConfig::parse(text, "upstreams.yaml", ctx) {
@@ -623,18 +644,30 @@ mod tests {
     fn misspelt_keys_get_suggestions() {
         let text = "upstream:\n  a.com:\n    paths: {}\n";
         let errs = errors(text, PLAIN);
-        assert_eq!(errs, vec!["upstreams.yaml:1:1: upstream: unknown key `upstream`; did you mean `upstreams`?"]);
+        assert_eq!(
+            errs,
+            vec!["upstreams.yaml:1:1: upstream: unknown key `upstream`; did you mean `upstreams`?"]
+        );
         let text = "a.com:\n  paths:\n    \"/\":\n      servrs: [\"h:1\"]\n";
         let errs = errors(text, PLAIN);
-        assert!(errs[0].contains("unknown key `servrs`; did you mean `servers`?"), "{errs:?}");
+        assert!(
+            errs[0].contains("unknown key `servrs`; did you mean `servers`?"),
+            "{errs:?}"
+        );
         assert!(errs[1].contains("route has no `servers`"), "{errs:?}");
     }
 
     #[test]
     fn wrong_kinds_are_reported_not_dropped() {
-        let errs = errors("a.com:\n  paths:\n    \"/\":\n      servers: \"h:1\"\n", PLAIN);
+        let errs = errors(
+            "a.com:\n  paths:\n    \"/\":\n      servers: \"h:1\"\n",
+            PLAIN,
+        );
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].contains("expected a list of host:port entries, found a string"), "{errs:?}");
+        assert!(
+            errs[0].contains("expected a list of host:port entries, found a string"),
+            "{errs:?}"
+        );
         let errs = errors("to_https: yes please\n", TLS);
         assert!(errs[0].contains("expected true or false"), "{errs:?}");
     }
@@ -642,9 +675,25 @@ mod tests {
     #[test]
     fn server_entries() {
         assert_eq!(parse_server("10.0.0.1:80"), Ok(("10.0.0.1".into(), 80)));
-        assert_eq!(parse_server("[2001:db8::1]:443"), Ok(("2001:db8::1".into(), 443)));
-        assert_eq!(parse_server("name.internal:8080"), Ok(("name.internal".into(), 8080)));
-        for bad in ["10.0.0.1", "10.0.0.1:", "10.0.0.1:0", "h:x", ":80", "2001:db8::1:80", "[::1]", "http://h:80", "[zz]:80"] {
+        assert_eq!(
+            parse_server("[2001:db8::1]:443"),
+            Ok(("2001:db8::1".into(), 443))
+        );
+        assert_eq!(
+            parse_server("name.internal:8080"),
+            Ok(("name.internal".into(), 8080))
+        );
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1:",
+            "10.0.0.1:0",
+            "h:x",
+            ":80",
+            "2001:db8::1:80",
+            "[::1]",
+            "http://h:80",
+            "[zz]:80",
+        ] {
             assert!(parse_server(bad).is_err(), "{bad} should be rejected");
         }
     }

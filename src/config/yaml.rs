@@ -9,8 +9,9 @@ use super::spans::SpanIndex;
 
 /// Reads a config file as UTF-8 text.
 pub fn read_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole_file(&path.display().to_string(), format!("cannot read: {e}")))
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::whole_file(&path.display().to_string(), format!("cannot read: {e}"))
+    })
 }
 
 /// serde_yaml writes " at line L column C" into its messages; we print the position ourselves.
@@ -52,7 +53,10 @@ pub fn load_mapping(text: &str, file: &str) -> Result<Mapping, ConfigError> {
                 file: file.to_string(),
                 location: Some(Location { line: 1, column: 1 }),
                 key_path: String::new(),
-                message: format!("the document must be a mapping of keys, found {}", kind(&other)),
+                message: format!(
+                    "the document must be a mapping of keys, found {}",
+                    kind(&other)
+                ),
             }],
         }),
     }
@@ -65,7 +69,11 @@ pub fn type_error(
     spans: &SpanIndex,
 ) -> ConfigError {
     let key_path = e.path().to_string();
-    let key_path = if key_path == "." { String::new() } else { key_path };
+    let key_path = if key_path == "." {
+        String::new()
+    } else {
+        key_path
+    };
     ConfigError {
         issues: vec![Issue {
             file: file.to_string(),
@@ -98,7 +106,11 @@ mod tests {
         let err = load_mapping("a: 1\nb: [1, 2\n", "f.yaml").unwrap_err();
         let issue = &err.issues[0];
         assert!(issue.location.is_some());
-        assert!(issue.message.starts_with("invalid YAML: "), "{}", issue.message);
+        assert!(
+            issue.message.starts_with("invalid YAML: "),
+            "{}",
+            issue.message
+        );
         assert!(!issue.message.contains(" at line "), "{}", issue.message);
     }
 

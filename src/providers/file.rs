@@ -93,7 +93,10 @@ impl BackgroundService for FileProvider {
         let _watcher = match watch_folder(&self.path, tx) {
             Ok(w) => w,
             Err(e) => {
-                error!("cannot watch {}: {e}; changes will not be reloaded", self.path.display());
+                error!(
+                    "cannot watch {}: {e}; changes will not be reloaded",
+                    self.path.display()
+                );
                 return;
             }
         };

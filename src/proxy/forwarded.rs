@@ -18,7 +18,11 @@ pub fn set_forwarded_headers(
     if let Some(ip) = client {
         let ip = ip.to_string();
         let chain = {
-            let mut previous = req.headers.get_all(XFF).iter().filter_map(|v| v.to_str().ok());
+            let mut previous = req
+                .headers
+                .get_all(XFF)
+                .iter()
+                .filter_map(|v| v.to_str().ok());
             match previous.next() {
                 None => ip.clone(),
                 Some(first) => {
@@ -48,18 +52,29 @@ mod tests {
     use super::*;
 
     fn header(req: &RequestHeader, name: &str) -> Option<String> {
-        req.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+        req.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
     }
 
     #[test]
     fn chain_is_kept_and_extended() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.append_header("X-Forwarded-For", "1.1.1.1").unwrap();
-        req.append_header("X-Forwarded-For", "2.2.2.2, 3.3.3.3").unwrap();
-        req.insert_header("X-Real-IP", "6.6.6.6").unwrap();
-        set_forwarded_headers(&mut req, Some("10.0.0.5".parse().unwrap()), false, Some("a.com"))
+        req.append_header("X-Forwarded-For", "2.2.2.2, 3.3.3.3")
             .unwrap();
-        assert_eq!(header(&req, "x-forwarded-for").as_deref(), Some("1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.5"));
+        req.insert_header("X-Real-IP", "6.6.6.6").unwrap();
+        set_forwarded_headers(
+            &mut req,
+            Some("10.0.0.5".parse().unwrap()),
+            false,
+            Some("a.com"),
+        )
+        .unwrap();
+        assert_eq!(
+            header(&req, "x-forwarded-for").as_deref(),
+            Some("1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.5")
+        );
         assert_eq!(req.headers.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(header(&req, "x-real-ip").as_deref(), Some("10.0.0.5"));
         assert_eq!(header(&req, "x-forwarded-proto").as_deref(), Some("http"));

@@ -74,7 +74,10 @@ mod tests {
 
     #[test]
     fn https_locations() {
-        assert_eq!(https_location("a.com", 443, "/x?y=1"), "https://a.com/x?y=1");
+        assert_eq!(
+            https_location("a.com", 443, "/x?y=1"),
+            "https://a.com/x?y=1"
+        );
         assert_eq!(https_location("a.com", 8443, "/"), "https://a.com:8443/");
     }
 }

@@ -66,9 +66,7 @@ fn absolute_form_authority(target: &[u8]) -> Option<&str> {
 }
 
 fn is_tls(session: &Session) -> bool {
-    session
-        .digest()
-        .is_some_and(|d| d.ssl_digest.is_some())
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
 #[async_trait]
@@ -87,12 +85,24 @@ impl ProxyHttp for AralezProxy {
             Lookup::Found(route) => route.clone(),
             Lookup::NoHost => {
                 debug!("no route for host {:?}", request_host(req));
-                local::respond_text(session, 404, "404 Not Found: no route for this host\n", &table.response_headers).await?;
+                local::respond_text(
+                    session,
+                    404,
+                    "404 Not Found: no route for this host\n",
+                    &table.response_headers,
+                )
+                .await?;
                 return Ok(true);
             }
             Lookup::NoPath => {
                 debug!("no route for {:?}{}", request_host(req), req.uri.path());
-                local::respond_text(session, 404, "404 Not Found: no route for this path\n", &table.response_headers).await?;
+                local::respond_text(
+                    session,
+                    404,
+                    "404 Not Found: no route for this path\n",
+                    &table.response_headers,
+                )
+                .await?;
                 return Ok(true);
             }
         };
@@ -111,13 +121,19 @@ impl ProxyHttp for AralezProxy {
     }
 
     /// Picks the next backend of the route: round robin, then failover on retries.
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let route = ctx
-            .route
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "upstream_peer without a route"))?;
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.as_ref().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "upstream_peer without a route")
+        })?;
         if route.backends.is_empty() {
-            return Err(Error::explain(ErrorType::HTTPStatus(502), "route has no backends"));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "route has no backends",
+            ));
         }
         let index = RoundRobin::failover(ctx.start, ctx.attempts, route.backends.len());
         ctx.attempts += 1;
@@ -145,7 +161,11 @@ impl ProxyHttp for AralezProxy {
             request_host(session.req_header()),
             session.req_header().uri.path(),
             e,
-            if tried_all { "; no server left" } else { "; trying the next server" }
+            if tried_all {
+                "; no server left"
+            } else {
+                "; trying the next server"
+            }
         );
         if !tried_all {
             e.set_retry(true);
@@ -159,7 +179,10 @@ impl ProxyHttp for AralezProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let host = request_host(session.req_header());
         let host = (!host.is_empty()).then_some(host);
         forwarded::set_forwarded_headers(upstream, client, is_tls(session), host)?;
@@ -184,7 +207,12 @@ impl ProxyHttp for AralezProxy {
     }
 
     /// Like Pingora's default, but with short plain-text bodies for the errors we answer.
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             _ => match e.esource() {
@@ -197,7 +225,11 @@ impl ProxyHttp for AralezProxy {
             },
         };
         if code > 0 {
-            if matches!(e.etype(), ErrorType::ConnectTimedout | ErrorType::ReadTimedout) && code == 502 {
+            if matches!(
+                e.etype(),
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout
+            ) && code == 502
+            {
                 debug!("backend {} timed out", ctx.backend_name());
             }
             let body = local::error_body(code);
@@ -239,7 +271,10 @@ mod tests {
     #[test]
     fn absolute_form_targets_name_their_host() {
         assert_eq!(absolute_form_authority(b"http://a.com/x"), Some("a.com"));
-        assert_eq!(absolute_form_authority(b"HTTPS://a.com:8443?q"), Some("a.com:8443"));
+        assert_eq!(
+            absolute_form_authority(b"HTTPS://a.com:8443?q"),
+            Some("a.com:8443")
+        );
         assert_eq!(absolute_form_authority(b"http://u:p@a.com"), Some("a.com"));
         assert_eq!(absolute_form_authority(b"/x"), None);
         assert_eq!(absolute_form_authority(b"http://"), None);

@@ -120,19 +120,31 @@ mod tests {
 
     #[test]
     fn names_resolve_to_all_their_addresses_once() {
-        let c = parse("a.com:\n  paths:\n    \"/\":\n      servers: [\"two.internal:81\", \"10.0.0.9:80\"]\n");
+        let c = parse(
+            "a.com:\n  paths:\n    \"/\":\n      servers: [\"two.internal:81\", \"10.0.0.9:80\"]\n",
+        );
         let t = compile(&c, "u.yaml", 7, &fake_dns).unwrap();
         let Lookup::Found(r) = t.lookup("a.com", "/") else {
             panic!("route missing");
         };
         let addrs: Vec<String> = r.backends.iter().map(|b| b.addr.to_string()).collect();
         assert_eq!(addrs, ["10.0.0.1:81", "10.0.0.2:81", "10.0.0.9:80"]);
-        assert_eq!(t.summary, Summary { generation: 7, hosts: 1, routes: 1, backends: 3 });
+        assert_eq!(
+            t.summary,
+            Summary {
+                generation: 7,
+                hosts: 1,
+                routes: 1,
+                backends: 3
+            }
+        );
     }
 
     #[test]
     fn unresolvable_names_are_positioned_errors() {
-        let c = parse("a.com:\n  paths:\n    \"/\":\n      servers:\n        - \"nowhere.invalid:81\"\n");
+        let c = parse(
+            "a.com:\n  paths:\n    \"/\":\n      servers:\n        - \"nowhere.invalid:81\"\n",
+        );
         let err = compile(&c, "u.yaml", 1, &fake_dns).unwrap_err();
         assert_eq!(
             err.to_string(),

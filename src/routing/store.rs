@@ -121,8 +121,18 @@ mod tests {
         let s = store();
         assert_eq!(s.load().summary.generation, 0);
         let out = s.apply(DOC, "u").unwrap();
-        assert!(matches!(out, ApplyOutcome::Applied(Summary { generation: 1, hosts: 1, .. })));
-        assert!(matches!(s.apply(DOC, "u").unwrap(), ApplyOutcome::Unchanged(Summary { generation: 1, .. })));
+        assert!(matches!(
+            out,
+            ApplyOutcome::Applied(Summary {
+                generation: 1,
+                hosts: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.apply(DOC, "u").unwrap(),
+            ApplyOutcome::Unchanged(Summary { generation: 1, .. })
+        ));
         let doc2 = DOC.replace("a.com", "b.com");
         assert_eq!(s.apply(&doc2, "u").unwrap().summary().generation, 2);
     }
@@ -132,9 +142,17 @@ mod tests {
         let s = store();
         s.apply(DOC, "u").unwrap();
         let before = s.load();
-        assert!(s.apply("a.com:\n  paths:\n    \"/\":\n      servers: [\"x\"]\n", "u").is_err());
+        assert!(s
+            .apply(
+                "a.com:\n  paths:\n    \"/\":\n      servers: [\"x\"]\n",
+                "u"
+            )
+            .is_err());
         assert!(Arc::ptr_eq(&before, &s.load()));
         // The failed text does not count as live: applying the good one again is unchanged.
-        assert!(matches!(s.apply(DOC, "u").unwrap(), ApplyOutcome::Unchanged(_)));
+        assert!(matches!(
+            s.apply(DOC, "u").unwrap(),
+            ApplyOutcome::Unchanged(_)
+        ));
     }
 }

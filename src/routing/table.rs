@@ -36,7 +36,7 @@ pub struct HostRoutes {
 
 impl HostRoutes {
     pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         HostRoutes { routes }
     }
 
@@ -174,7 +174,10 @@ mod tests {
                 route("example.com", "/static/"),
             ]),
         );
-        hosts.insert("only-api.com".into(), HostRoutes::new(vec![route("only-api.com", "/api")]));
+        hosts.insert(
+            "only-api.com".into(),
+            HostRoutes::new(vec![route("only-api.com", "/api")]),
+        );
         RoutingTable::new(hosts, Box::new([]), Summary::default())
     }
 
@@ -192,9 +195,18 @@ mod tests {
         assert_eq!(found(&t, "example.com", "/api").as_deref(), Some("/api"));
         assert_eq!(found(&t, "example.com", "/api/x").as_deref(), Some("/api"));
         assert_eq!(found(&t, "example.com", "/apix").as_deref(), Some("/"));
-        assert_eq!(found(&t, "example.com", "/api/v2/users").as_deref(), Some("/api/v2"));
-        assert_eq!(found(&t, "example.com", "/api/v20").as_deref(), Some("/api"));
-        assert_eq!(found(&t, "example.com", "/static/a.css").as_deref(), Some("/static/"));
+        assert_eq!(
+            found(&t, "example.com", "/api/v2/users").as_deref(),
+            Some("/api/v2")
+        );
+        assert_eq!(
+            found(&t, "example.com", "/api/v20").as_deref(),
+            Some("/api")
+        );
+        assert_eq!(
+            found(&t, "example.com", "/static/a.css").as_deref(),
+            Some("/static/")
+        );
         assert_eq!(found(&t, "example.com", "/static").as_deref(), Some("/"));
     }
 

@@ -123,7 +123,10 @@ async fn handle(who: &str, slow: &AtomicUsize, req: Request) -> axum::response::
     }
     let mut body = format!("backend={who}\npath={}\n", req.uri());
     for (name, value) in req.headers() {
-        body.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("<binary>")));
+        body.push_str(&format!(
+            "{name}: {}\n",
+            value.to_str().unwrap_or("<binary>")
+        ));
     }
     axum::response::Response::new(Body::from(body))
 }
@@ -217,7 +220,9 @@ impl Proxy {
             let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
             std::fs::write(certs.join("localhost.crt"), ck.cert.pem()).unwrap();
             std::fs::write(certs.join("localhost.key"), ck.key_pair.serialize_pem()).unwrap();
-            main.push_str(&format!("proxy_address_tls: 127.0.0.1:{p}\nproxy_certificates: certs\n"));
+            main.push_str(&format!(
+                "proxy_address_tls: 127.0.0.1:{p}\nproxy_certificates: certs\n"
+            ));
         }
         main.push_str(&options.main_extra);
         std::fs::write(dir.path().join("main.yaml"), main).unwrap();
@@ -303,7 +308,10 @@ pub async fn get(client: &reqwest::Client, proxy: &Proxy, host: &str, path: &str
 
 /// One route `/` on `host` over the given backends.
 pub fn single_route(host: &str, backends: &[&TestBackend]) -> String {
-    let servers: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.server())).collect();
+    let servers: Vec<String> = backends
+        .iter()
+        .map(|b| format!("\"{}\"", b.server()))
+        .collect();
     format!(
         "upstreams:\n  {host}:\n    paths:\n      \"/\":\n        servers: [{}]\n",
         servers.join(", ")
