@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
+use axum::serve::ListenerExt;
 use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -52,6 +53,8 @@ pub struct TestBackend {
     pub addr: SocketAddr,
     /// Requests to `/__slow/..` being served right now.
     pub slow_in_progress: Arc<AtomicUsize>,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -73,6 +76,11 @@ impl TestBackend {
             let slow = slow.clone();
             async move { handle(&who, &slow, req).await }
         });
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
+        let listener = listener.tap_io(move |_| {
+            accepted.fetch_add(1, Ordering::SeqCst);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -80,6 +88,7 @@ impl TestBackend {
             name: name.to_string(),
             addr,
             slow_in_progress,
+            connections,
             task,
         }
     }
