@@ -293,9 +293,17 @@ async fn upstream_connections_are_reused() {
     let proxy = Proxy::start(&single_route("pool.example.com", &[&b])).await;
     let c = client();
     for _ in 0..50 {
-        assert_eq!(backend_of(&c, &proxy, "pool.example.com", "/").await.as_deref(), Some("pool"));
+        assert_eq!(
+            backend_of(&c, &proxy, "pool.example.com", "/")
+                .await
+                .as_deref(),
+            Some("pool")
+        );
     }
     // Sequential requests need one pooled connection (the proxy has 2 threads; allow one each).
     let connections = b.connections.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(connections <= 2, "{connections} upstream connections for 50 sequential requests");
+    assert!(
+        connections <= 2,
+        "{connections} upstream connections for 50 sequential requests"
+    );
 }

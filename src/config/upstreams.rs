@@ -28,6 +28,7 @@ const PATH_KEYS: &[&str] = &[
     "sticky_sessions",
 ];
 const AUTH_KEYS: &[&str] = &["type", "creds"];
+const AUTH_TYPES: &[&str] = &["basic", "apikey", "jwt", "none"];
 const PROVIDERS: &[&str] = &["file", "consul"];
 
 /// What validation needs to know about the running process.
@@ -71,17 +72,30 @@ impl ServerEntry {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthKind {
-    Basic,
-    ApiKey,
-    Jwt,
+/// A `user:secret` entry of basic auth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicCredential {
+    pub user: String,
+    pub secret: BasicSecret,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthConfig {
-    pub kind: AuthKind,
-    pub creds: String,
+pub enum BasicSecret {
+    Plain(String),
+    /// A bcrypt hash as `htpasswd -B` writes it (`$2y$...`).
+    Bcrypt(String),
+}
+
+/// `authorization:` of the document or of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    /// `type: none`: open, overriding a document-wide setting.
+    None,
+    Basic(Vec<BasicCredential>),
+    /// Any of these keys in the `x-api-key` header.
+    ApiKey(Vec<String>),
+    /// HMAC secret of HS256 tokens.
+    Jwt(String),
 }
 
 /// One path prefix of a host and what to do with its requests.
@@ -371,7 +385,7 @@ impl Walker<'_> {
     fn authorization(&mut self, value: &Value, path: &str) -> Option<AuthConfig> {
         let body = self.mapping(value, path, "a mapping with `type` and `creds`")?;
         let mut kind = None;
-        let mut creds = None;
+        let mut creds: Option<(Vec<String>, String)> = None;
         for (key, value) in body {
             let Some(key) = self.key_str(key, path) else {
                 continue;
@@ -380,44 +394,84 @@ impl Walker<'_> {
             match key {
                 "type" => {
                     if let Some(t) = self.string(value, &key_path) {
-                        kind = match t.to_ascii_lowercase().as_str() {
-                            "basic" => Some(AuthKind::Basic),
-                            "apikey" => Some(AuthKind::ApiKey),
-                            "jwt" => Some(AuthKind::Jwt),
-                            _ => {
-                                self.sink.push(
-                                    &key_path,
-                                    format!("unknown authorization type {t:?}; expected basic, apikey or jwt"),
-                                );
-                                None
-                            }
+                        let t = t.to_ascii_lowercase();
+                        if AUTH_TYPES.contains(&t.as_str()) {
+                            kind = Some(t);
+                        } else {
+                            self.sink.push(
+                                &key_path,
+                                format!(
+                                    "unknown authorization type {t:?}; expected one of {}",
+                                    AUTH_TYPES.join(", ")
+                                ),
+                            );
                         }
                     }
                 }
-                "creds" => creds = self.string(value, &key_path).map(str::to_string),
+                "creds" => creds = self.string_or_list(value, &key_path).map(|c| (c, key_path)),
                 other => self.sink.unknown_key(path, other, AUTH_KEYS),
             }
         }
-        let (kind, creds) = match (kind, creds) {
-            (Some(k), Some(c)) if !c.is_empty() => (k, c),
-            _ => {
-                self.sink
-                    .push(path, "authorization needs a `type` and non-empty `creds`");
-                return None;
-            }
-        };
-        if kind == AuthKind::Basic && !creds.contains(':') {
-            self.sink.push(
-                &join_key(path, "creds"),
-                "basic creds must be \"user:password\"",
-            );
+        let kind = kind.or_else(|| {
+            self.sink.push(path, "authorization needs a `type`");
+            None
+        })?;
+        if kind == "none" {
+            return Some(AuthConfig::None);
         }
-        // Refuse rather than serve a protected route openly: enforcement is not built yet.
-        self.sink.push(
-            path,
-            "authorization is not enforced by this version of aralez; remove it rather than expose the route unprotected",
-        );
-        Some(AuthConfig { kind, creds })
+        let Some((creds, creds_path)) =
+            creds.filter(|(c, _)| !c.is_empty() && c.iter().all(|s| !s.is_empty()))
+        else {
+            self.sink.push(
+                path,
+                format!("authorization type {kind} needs non-empty `creds`"),
+            );
+            return None;
+        };
+        match kind.as_str() {
+            "basic" => {
+                let mut entries = Vec::new();
+                for (i, entry) in creds.iter().enumerate() {
+                    let entry_path = if creds.len() == 1 {
+                        creds_path.clone()
+                    } else {
+                        join_index(&creds_path, i)
+                    };
+                    match parse_basic(entry) {
+                        Ok(c) => entries.push(c),
+                        Err(msg) => self.sink.push(&entry_path, msg),
+                    }
+                }
+                Some(AuthConfig::Basic(entries))
+            }
+            "apikey" => Some(AuthConfig::ApiKey(creds)),
+            _ => {
+                if creds.len() != 1 {
+                    self.sink
+                        .push(&creds_path, "jwt creds is one secret, not a list");
+                }
+                Some(AuthConfig::Jwt(
+                    creds.into_iter().next().unwrap_or_default(),
+                ))
+            }
+        }
+    }
+
+    fn string_or_list(&mut self, value: &Value, path: &str) -> Option<Vec<String>> {
+        match value {
+            Value::String(s) => Some(vec![s.clone()]),
+            Value::Sequence(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    out.push(self.string(item, &join_index(path, i))?.to_string());
+                }
+                Some(out)
+            }
+            other => {
+                self.wrong_kind(path, "a string or a list of strings", other);
+                None
+            }
+        }
     }
 
     fn https_redirect(&mut self, value: &Value, path: &str) -> Option<bool> {
@@ -548,6 +602,31 @@ pub fn parse_server(text: &str) -> Result<(String, u16), String> {
         )),
         Ok(p) => Ok((host.to_string(), p)),
     }
+}
+
+/// Parses a basic-auth entry: `user:password` or `user:$2y$...` (bcrypt).
+pub fn parse_basic(entry: &str) -> Result<BasicCredential, String> {
+    let Some((user, secret)) = entry.split_once(':') else {
+        return Err("basic creds must be \"user:password\" or \"user:<bcrypt hash>\"".into());
+    };
+    if user.is_empty() {
+        return Err("basic creds have an empty user name".into());
+    }
+    let secret = if secret.starts_with("$2") {
+        if secret.len() != 60 || !matches!(secret.get(..4), Some("$2a$" | "$2b$" | "$2x$" | "$2y$"))
+        {
+            return Err(format!(
+                "the password of {user:?} looks like a bcrypt hash but is not a valid one"
+            ));
+        }
+        BasicSecret::Bcrypt(secret.to_string())
+    } else {
+        BasicSecret::Plain(secret.to_string())
+    };
+    Ok(BasicCredential {
+        user: user.to_string(),
+        secret,
+    })
 }
 
 /// Parses a `Name:Value` header entry.
@@ -708,8 +787,45 @@ mod tests {
     }
 
     #[test]
-    fn authorization_is_refused_until_enforced() {
-        let errs = errors("authorization:\n  type: basic\n  creds: \"u:p\"\n", PLAIN);
-        assert!(errs[0].contains("not enforced"), "{errs:?}");
+    fn authorization_forms() {
+        let c = UpstreamsConfig::parse(
+            "authorization:\n  type: jwt\n  creds: s3cret\na.com:\n  paths:\n    \"/\":\n      servers: [\"h:1\"]\n      authorization: {type: basic, creds: [\"u:p\", \"v:$2y$05$abcdefghijklmnopqrstuuPbbQKvc6b/R8dFM1x7Yf4mLzrKQjS.6\"]}\n    \"/open\":\n      servers: [\"h:1\"]\n      authorization: {type: none}\n    \"/k\":\n      servers: [\"h:1\"]\n      authorization: {type: apikey, creds: key1}\n",
+            "u",
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(c.authorization, Some(AuthConfig::Jwt("s3cret".into())));
+        let paths = &c.hosts[0].paths;
+        let Some(AuthConfig::Basic(entries)) = &paths[0].authorization else {
+            panic!("basic expected");
+        };
+        assert_eq!(entries[0].secret, BasicSecret::Plain("p".into()));
+        assert!(matches!(entries[1].secret, BasicSecret::Bcrypt(_)));
+        assert_eq!(paths[1].authorization, Some(AuthConfig::None));
+        assert_eq!(
+            paths[2].authorization,
+            Some(AuthConfig::ApiKey(vec!["key1".into()]))
+        );
+    }
+
+    #[test]
+    fn bad_authorization_is_reported() {
+        let errs = errors("authorization:\n  type: oauth\n  creds: x\n", PLAIN);
+        assert!(
+            errs[0].contains("unknown authorization type \"oauth\""),
+            "{errs:?}"
+        );
+        let errs = errors("authorization:\n  type: basic\n  creds: nocolon\n", PLAIN);
+        assert!(
+            errs[0].contains("authorization.creds: basic creds must be"),
+            "{errs:?}"
+        );
+        let errs = errors("authorization:\n  type: jwt\n", PLAIN);
+        assert!(errs[0].contains("needs non-empty `creds`"), "{errs:?}");
+        let errs = errors(
+            "authorization:\n  type: basic\n  creds: \"u:$2y$broken\"\n",
+            PLAIN,
+        );
+        assert!(errs[0].contains("not a valid one"), "{errs:?}");
     }
 }

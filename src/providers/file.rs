@@ -40,11 +40,7 @@ impl FileProvider {
         let path = self.path.clone();
         let store = self.store.clone();
         let name = path.display().to_string();
-        let result = tokio::task::spawn_blocking(move || {
-            let text = crate::config::read_file(&path)?;
-            store.apply(&text, &path.display().to_string())
-        })
-        .await;
+        let result = tokio::task::spawn_blocking(move || store.reload_file(&path)).await;
         match result {
             Ok(Ok(ApplyOutcome::Applied(summary))) => info!("reloaded {name}: {summary}"),
             Ok(Ok(ApplyOutcome::Unchanged(summary))) => {

@@ -13,12 +13,14 @@ pub async fn respond_text(
     session: &mut Session,
     status: u16,
     body: &'static str,
-    extra: &[HeaderPair],
+    extra: &[&[HeaderPair]],
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
-    add_headers(&mut resp, extra)?;
+    for headers in extra {
+        add_headers(&mut resp, headers)?;
+    }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)

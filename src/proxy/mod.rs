@@ -18,9 +18,17 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 pub use context::RequestCtx;
 pub use local::https_location;
 
+use crate::auth::{RouteAuth, Verdict};
 use crate::balance::RoundRobin;
+use crate::config::upstreams::HeaderPair;
 use crate::lifecycle::InFlight;
 use crate::routing::{Lookup, RouteStore};
+
+/// `WWW-Authenticate` sent with 401s of basic-auth routes.
+static BASIC_CHALLENGE: std::sync::LazyLock<HeaderPair> = std::sync::LazyLock::new(|| HeaderPair {
+    name: http::header::WWW_AUTHENTICATE,
+    value: http::HeaderValue::from_static("Basic realm=\"aralez\""),
+});
 
 /// The proxy service: routes each request with the live table and forwards it.
 pub struct AralezProxy {
@@ -89,7 +97,7 @@ impl ProxyHttp for AralezProxy {
                     session,
                     404,
                     "404 Not Found: no route for this host\n",
-                    &table.response_headers,
+                    &[&table.response_headers],
                 )
                 .await?;
                 return Ok(true);
@@ -100,7 +108,7 @@ impl ProxyHttp for AralezProxy {
                     session,
                     404,
                     "404 Not Found: no route for this path\n",
-                    &table.response_headers,
+                    &[&table.response_headers],
                 )
                 .await?;
                 return Ok(true);
@@ -111,6 +119,24 @@ impl ProxyHttp for AralezProxy {
                 let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
                 let location = https_location(&route.host, port, pq);
                 local::redirect(session, &location, &table.response_headers).await?;
+                return Ok(true);
+            }
+        }
+        if let Some(auth) = &route.auth {
+            let verdict = auth.check(session.req_header()).await;
+            if verdict != Verdict::Allowed {
+                debug!("{verdict:?} credentials for {}{}", route.host, route.prefix);
+                let (body, challenge): (&'static str, &[HeaderPair]) = match verdict {
+                    Verdict::Missing => ("missing credentials\n", &[]),
+                    _ => ("invalid credentials\n", &[]),
+                };
+                let challenge = if matches!(auth, RouteAuth::Basic(_)) {
+                    std::slice::from_ref(&*BASIC_CHALLENGE)
+                } else {
+                    challenge
+                };
+                local::respond_text(session, 401, body, &[challenge, &table.response_headers])
+                    .await?;
                 return Ok(true);
             }
         }
@@ -187,6 +213,9 @@ impl ProxyHttp for AralezProxy {
         let host = (!host.is_empty()).then_some(host);
         forwarded::set_forwarded_headers(upstream, client, is_tls(session), host)?;
         if let Some(route) = &ctx.route {
+            if let Some(auth) = &route.auth {
+                auth.strip(upstream)?;
+            }
             for h in route.request_headers.iter() {
                 upstream.insert_header(h.name.clone(), h.value.clone())?;
             }
@@ -251,10 +280,11 @@ impl ProxyHttp for AralezProxy {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let req = session.req_header();
             debug!(
+                // The path only: the query may carry a token.
                 "{} {}{} -> {} {} (attempts {}{})",
                 req.method,
                 request_host(req),
-                req.uri,
+                req.uri.path(),
                 ctx.backend_name(),
                 status,
                 ctx.attempts,

@@ -6,6 +6,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
+use crate::auth::RouteAuth;
 use crate::balance::RoundRobin;
 use crate::config::upstreams::{ServerEntry, UpstreamsConfig};
 use crate::config::{ConfigError, Issue};
@@ -60,6 +61,11 @@ pub fn compile(
                 backends: backends.into(),
                 request_headers: path.request_headers.clone().into(),
                 to_https: path.to_https.unwrap_or(config.to_https),
+                auth: path
+                    .authorization
+                    .as_ref()
+                    .or(config.authorization.as_ref())
+                    .and_then(RouteAuth::compile),
                 balancer: RoundRobin::default(),
             }));
         }

@@ -5,5 +5,5 @@ pub mod store;
 pub mod table;
 
 pub use compile::{compile, system_resolver, Resolver};
-pub use store::{ApplyOutcome, RouteStore};
+pub use store::{ApplyError, ApplyOutcome, RouteStore};
 pub use table::{Backend, Lookup, Route, RoutingTable, Summary};

@@ -4,6 +4,7 @@
 //! validate, compile, then one `ArcSwap::store`. A request loads the table once and keeps
 //! that snapshot to its end, so a reload can never show it a half-built table.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -68,19 +69,115 @@ impl RouteStore {
     /// On error the live table is untouched. Blocking (resolves names): call it from a
     /// blocking context.
     pub fn apply(&self, text: &str, source: &str) -> Result<ApplyOutcome, ConfigError> {
+        let mut writer = self.lock();
+        self.apply_locked(&mut writer, text, source, None)
+            .map_err(|e| match e {
+                ApplyError::Config(c) => c,
+                // Unreachable without a persist path; kept total rather than panicking.
+                ApplyError::Persist { path, source } => {
+                    ConfigError::whole_file(&path.display().to_string(), source.to_string())
+                }
+            })
+    }
+
+    /// Like `apply`, and writes the document to `path` (atomically) before it goes live, so
+    /// that a restart serves it. If the write fails nothing changes.
+    pub fn apply_and_persist(
+        &self,
+        text: &str,
+        source: &str,
+        path: &Path,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let mut writer = self.lock();
+        self.apply_locked(&mut writer, text, source, Some(path))
+    }
+
+    /// Reads `path` and applies it. The read happens under the writer lock, so it can never
+    /// see a file older than the live table when pushes and reloads race.
+    pub fn reload_file(&self, path: &Path) -> Result<ApplyOutcome, ConfigError> {
+        let mut writer = self.lock();
+        let text = crate::config::read_file(path)?;
+        self.apply_locked(&mut writer, &text, &path.display().to_string(), None)
+            .map_err(|e| match e {
+                ApplyError::Config(c) => c,
+                ApplyError::Persist { path, source } => {
+                    ConfigError::whole_file(&path.display().to_string(), source.to_string())
+                }
+            })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
         // A poisoned lock only means another apply panicked; its state is still consistent
         // because the table is swapped last.
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn apply_locked(
+        &self,
+        writer: &mut Writer,
+        text: &str,
+        source: &str,
+        persist: Option<&Path>,
+    ) -> Result<ApplyOutcome, ApplyError> {
         if writer.live_text.as_deref() == Some(text) {
             return Ok(ApplyOutcome::Unchanged(self.live.load().summary));
         }
-        let table = build(text, source, self.ctx, writer.generation + 1, &self.resolve)?;
+        let table = build(text, source, self.ctx, writer.generation + 1, &self.resolve)
+            .map_err(ApplyError::Config)?;
+        if let Some(path) = persist {
+            write_atomic(path, text).map_err(|source| ApplyError::Persist {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
         let summary = table.summary;
         self.live.store(Arc::new(table));
         writer.generation = summary.generation;
         writer.live_text = Some(text.to_string());
         Ok(ApplyOutcome::Applied(summary))
     }
+}
+
+/// Why a document did not go live.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Config(ConfigError),
+    #[error("cannot save {}: {source}", path.display())]
+    Persist {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Replaces `path` with `text` so that readers see the old or the new content, never a mix,
+/// and the new content survives a crash: temp file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = folder.join(format!(".{name}.aralez-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable; not every filesystem supports syncing a folder.
+        if let Ok(dir) = std::fs::File::open(folder) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Parse, validate and compile without making anything live (used by `-t` and `apply`).
@@ -135,6 +232,25 @@ mod tests {
         ));
         let doc2 = DOC.replace("a.com", "b.com");
         assert_eq!(s.apply(&doc2, "u").unwrap().summary().generation, 2);
+    }
+
+    #[test]
+    fn persisted_documents_are_not_reloaded_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upstreams.yaml");
+        let s = store();
+        let out = s.apply_and_persist(DOC, "push", &path).unwrap();
+        assert_eq!(out.summary().generation, 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), DOC);
+        assert!(matches!(
+            s.reload_file(&path).unwrap(),
+            ApplyOutcome::Unchanged(_)
+        ));
+        // A bad document is neither applied nor written.
+        assert!(s.apply_and_persist("x: [", "push", &path).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), DOC);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temp files left behind");
     }
 
     #[test]

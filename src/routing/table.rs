@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::auth::RouteAuth;
 use crate::balance::RoundRobin;
 use crate::config::upstreams::HeaderPair;
 
@@ -25,6 +26,8 @@ pub struct Route {
     pub request_headers: Box<[HeaderPair]>,
     /// Redirect plain-HTTP requests to HTTPS.
     pub to_https: bool,
+    /// Credentials required on this route; None when it is open.
+    pub auth: Option<RouteAuth>,
     pub balancer: RoundRobin,
 }
 
@@ -35,6 +38,11 @@ pub struct HostRoutes {
 }
 
 impl HostRoutes {
+    /// The routes, longest prefix first.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
     pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         HostRoutes { routes }
@@ -106,6 +114,11 @@ impl RoutingTable {
         }
     }
 
+    /// Every host and its routes, in no particular order.
+    pub fn hosts(&self) -> impl Iterator<Item = (&str, &HostRoutes)> {
+        self.hosts.iter().map(|(k, v)| (&**k, v))
+    }
+
     /// Finds the route for a request. `host` is the Host header or `:authority` as sent (any
     /// case, with or without a port); `path` is the URI path. Does not allocate.
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
@@ -159,6 +172,7 @@ mod tests {
             backends: Box::new([]),
             request_headers: Box::new([]),
             to_https: false,
+            auth: None,
             balancer: RoundRobin::default(),
         })
     }
