@@ -1,5 +1,6 @@
 //! Aralez: a reverse proxy on Cloudflare's Pingora with live-reloadable routing.
 
+pub mod api;
 pub mod auth;
 pub mod balance;
 pub mod config;

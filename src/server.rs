@@ -9,6 +9,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
+use crate::api::{ApiListeners, ApiService, ApiState};
 use crate::config::MainConfig;
 use crate::lifecycle::{InFlight, ShutdownSignals};
 use crate::providers::FileProvider;
@@ -19,6 +20,8 @@ use crate::routing::RouteStore;
 pub enum StartError {
     #[error("proxy_certificates {0}: {1}")]
     Certificates(PathBuf, String),
+    #[error("config API: {0}")]
+    Api(#[from] crate::api::listen::ListenError),
 }
 
 /// Flags from the command line that Pingora acts on.
@@ -65,6 +68,24 @@ fn first_certificate_pair(folder: &PathBuf) -> Result<(String, String), StartErr
     Ok((cert.display().to_string(), key.display().to_string()))
 }
 
+fn api_service(main: &MainConfig, store: Arc<RouteStore>) -> Result<ApiService, StartError> {
+    let tls = match (
+        &main.config_tls_address,
+        &main.config_tls_certificate,
+        &main.config_tls_key_file,
+    ) {
+        (Some(addr), Some(cert), Some(key)) => Some((addr.as_str(), cert.as_path(), key.as_path())),
+        _ => None,
+    };
+    let listeners = ApiListeners::bind(&main.config_address, tls)?;
+    let state = ApiState {
+        store,
+        master_key: main.master_key.clone(),
+        upstreams_path: main.upstreams_conf.clone(),
+    };
+    Ok(ApiService::new(state, listeners))
+}
+
 /// A server ready to run: proxy listeners plus the file watcher.
 pub struct Aralez {
     pub server: Server,
@@ -104,8 +125,9 @@ impl Aralez {
         server.add_service(service);
         server.add_service(background_service(
             "upstreams file watcher",
-            FileProvider::new(main.upstreams_conf.clone(), store),
+            FileProvider::new(main.upstreams_conf.clone(), store.clone()),
         ));
+        server.add_service(background_service("config API", api_service(main, store)?));
         Ok(Aralez {
             server,
             in_flight,

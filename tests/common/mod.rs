@@ -174,6 +174,10 @@ impl Echo {
 pub struct Proxy {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The config API (plain HTTP).
+    pub api_port: u16,
+    /// The config API over HTTPS, with `api_tls`.
+    pub api_tls_port: Option<u16>,
     pub tls_port: Option<u16>,
     child: Child,
 }
@@ -194,6 +198,22 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Starts the binary on `dir/main.yaml`, appending its stderr to `dir/aralez.log`.
+fn spawn(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("aralez.log"))
+        .unwrap();
+    Command::new(BIN)
+        .arg("-c")
+        .arg(dir.join("main.yaml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("cannot start aralez")
+}
+
 /// Options for `Proxy::start`.
 #[derive(Default)]
 pub struct ProxyOptions {
@@ -203,6 +223,8 @@ pub struct ProxyOptions {
     pub tls: bool,
     /// log_level (default info).
     pub log_level: Option<&'static str>,
+    /// Serve the config API over HTTPS too, with a self-signed certificate for localhost.
+    pub api_tls: bool,
 }
 
 impl Proxy {
@@ -214,8 +236,9 @@ impl Proxy {
     pub async fn start_with(upstreams: &str, options: ProxyOptions) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let api_port = free_port();
         let mut main = format!(
-            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nupstreams_conf: upstreams.yaml\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: 1\n",
+            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{api_port}\nupstreams_conf: upstreams.yaml\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: 1\n",
             level = options.log_level.unwrap_or("info"),
             pid = dir.path().join("aralez.pid").display(),
             sock = dir.path().join("aralez.sock").display(),
@@ -233,20 +256,26 @@ impl Proxy {
                 "proxy_address_tls: 127.0.0.1:{p}\nproxy_certificates: certs\n"
             ));
         }
+        let mut api_tls_port = None;
+        if options.api_tls {
+            let p = free_port();
+            api_tls_port = Some(p);
+            let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+            std::fs::write(dir.path().join("api.crt"), ck.cert.pem()).unwrap();
+            std::fs::write(dir.path().join("api.key"), ck.key_pair.serialize_pem()).unwrap();
+            main.push_str(&format!(
+                "config_tls_address: 127.0.0.1:{p}\nconfig_tls_certificate: api.crt\nconfig_tls_key_file: api.key\n"
+            ));
+        }
         main.push_str(&options.main_extra);
         std::fs::write(dir.path().join("main.yaml"), main).unwrap();
         std::fs::write(dir.path().join("upstreams.yaml"), upstreams).unwrap();
-        let log = std::fs::File::create(dir.path().join("aralez.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("-c")
-            .arg(dir.path().join("main.yaml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start aralez");
+        let child = spawn(dir.path());
         let mut proxy = Proxy {
             dir,
             port,
+            api_port,
+            api_tls_port,
             tls_port,
             child,
         };
@@ -254,14 +283,27 @@ impl Proxy {
         proxy
     }
 
+    /// Stops the process (SIGKILL) and starts it again on the same folder and ports.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path());
+        self.wait_accepting().await;
+    }
+
     async fn wait_accepting(&mut self) {
-        let addr = format!("127.0.0.1:{}", self.port);
+        let mut ports = vec![self.port, self.api_port];
+        ports.extend(self.api_tls_port);
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("aralez exited with {status}:\n{}", self.log());
             }
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            let mut all = true;
+            for port in &ports {
+                all &= tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.is_ok();
+            }
+            if all {
                 return;
             }
             if start.elapsed() > Duration::from_secs(20) {
@@ -281,6 +323,10 @@ impl Proxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api_port)
     }
 
     pub fn upstreams_path(&self) -> PathBuf {

@@ -1,0 +1,192 @@
+//! The API's listeners: bound at start (so a busy port fails the start, not later), served by
+//! a Pingora background service, plain and over TLS.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use log::{debug, error, info};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::tls::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
+use pingora::tls::tokio_ssl::SslStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::{router, ApiState};
+
+/// Time a client gets to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("config API certificate {cert} / key {key}: {message}")]
+    Tls { cert: String, key: String, message: String },
+}
+
+/// Sockets bound before the server runs.
+pub struct ApiListeners {
+    plain: std::net::TcpListener,
+    tls: Option<(std::net::TcpListener, SslAcceptor)>,
+}
+
+fn bind(addr: &str) -> Result<std::net::TcpListener, ListenError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .map_err(|source| ListenError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok(listener)
+}
+
+fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, ListenError> {
+    let fail = |e: pingora::tls::error::ErrorStack| ListenError::Tls {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(fail)?;
+    builder.set_certificate_chain_file(cert).map_err(fail)?;
+    builder
+        .set_private_key_file(key, SslFiletype::PEM)
+        .map_err(fail)?;
+    builder.check_private_key().map_err(fail)?;
+    Ok(builder.build())
+}
+
+impl ApiListeners {
+    /// Binds `plain` and, with `tls = (addr, cert, key)`, the HTTPS listener.
+    pub fn bind(plain: &str, tls: Option<(&str, &Path, &Path)>) -> Result<ApiListeners, ListenError> {
+        let plain = bind(plain)?;
+        let tls = match tls {
+            Some((addr, cert, key)) => Some((bind(addr)?, acceptor(cert, key)?)),
+            None => None,
+        };
+        Ok(ApiListeners { plain, tls })
+    }
+}
+
+/// Accepts TCP connections and hands over those that finish a TLS handshake. Handshakes run
+/// in their own tasks, so a slow client never holds up the others.
+struct TlsListener {
+    ready: mpsc::Receiver<(SslStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    fn start(listener: TcpListener, acceptor: SslAcceptor) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        let acceptor = Arc::new(acceptor);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        debug!("config API accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let handshake = async {
+                        let ssl = Ssl::new(acceptor.context()).map_err(|e| e.to_string())?;
+                        let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
+                        Pin::new(&mut stream).accept().await.map_err(|e| e.to_string())?;
+                        Ok::<_, String>(stream)
+                    };
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(e)) => debug!("config API TLS handshake with {peer} failed: {e}"),
+                        Err(_) => debug!("config API TLS handshake with {peer} timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = SslStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept task never ends while we hold the receiver.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// Serves the API until shutdown.
+pub struct ApiService {
+    state: Arc<ApiState>,
+    listeners: std::sync::Mutex<Option<ApiListeners>>,
+}
+
+impl ApiService {
+    pub fn new(state: ApiState, listeners: ApiListeners) -> Self {
+        ApiService {
+            state: Arc::new(state),
+            listeners: std::sync::Mutex::new(Some(listeners)),
+        }
+    }
+}
+
+async fn stopped(mut shutdown: ShutdownWatch) {
+    let _ = shutdown.changed().await;
+}
+
+#[async_trait]
+impl BackgroundService for ApiService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let taken = self.listeners.lock().ok().and_then(|mut l| l.take());
+        let Some(listeners) = taken else {
+            return;
+        };
+        let app = router(self.state.clone());
+        let plain = match TcpListener::from_std(listeners.plain) {
+            Ok(l) => l,
+            Err(e) => return error!("config API listener: {e}"),
+        };
+        if let Ok(addr) = plain.local_addr() {
+            info!("config API listening on http://{addr}");
+        }
+        let plain_server = axum::serve(plain, app.clone()).with_graceful_shutdown(stopped(shutdown.clone()));
+        match listeners.tls {
+            None => {
+                if let Err(e) = plain_server.await {
+                    error!("config API stopped: {e}");
+                }
+            }
+            Some((std_listener, acceptor)) => {
+                let tls = match TcpListener::from_std(std_listener).and_then(|l| TlsListener::start(l, acceptor)) {
+                    Ok(l) => l,
+                    Err(e) => return error!("config API TLS listener: {e}"),
+                };
+                info!("config API listening on https://{}", tls.local);
+                let tls_server = axum::serve(tls, app).with_graceful_shutdown(stopped(shutdown));
+                let (a, b) = tokio::join!(plain_server.into_future(), tls_server.into_future());
+                if let Err(e) = a.and(b) {
+                    error!("config API stopped: {e}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The config API (axum): `POST /conf`, `POST /jwt`, `GET /status`, on `config_address` and,
+//! over HTTPS, on `config_tls_address`. It never serves proxy traffic.
+
+mod conf;
+mod jwt;
+mod keys;
+pub mod listen;
+mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+pub use listen::{ApiListeners, ApiService};
+
+use crate::routing::RouteStore;
+
+/// Largest `POST /conf` body.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct ApiState {
+    pub store: Arc<RouteStore>,
+    /// None disables every call that needs it (403).
+    pub master_key: Option<String>,
+    /// Where pushed documents are saved, so that a restart serves them.
+    pub upstreams_path: PathBuf,
+}
+
+/// The API's routes. Wrong methods get 405, bodies over `MAX_BODY` get 413.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/conf", post(conf::post_conf))
+        .route("/jwt", post(jwt::post_jwt))
+        .route("/status", get(status::get_status))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// A JSON `{"error": "..."}` answer.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
