@@ -36,7 +36,10 @@ async fn served_by(c: &reqwest::Client, proxy: &Proxy, host: &str) -> Option<Str
 async fn push_applies_persists_and_is_not_reloaded_again() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
-    let options = ProxyOptions { log_level: Some("debug"), ..with_key() };
+    let options = ProxyOptions {
+        log_level: Some("debug"),
+        ..with_key()
+    };
     let proxy = Proxy::start_with(&single_route("p.example.com", &[&a]), options).await;
     let c = client();
     let doc = single_route("p.example.com", &[&b]);
@@ -48,13 +51,23 @@ async fn push_applies_persists_and_is_not_reloaded_again() {
     assert_eq!(json["routes"], 1);
     assert_eq!(json["backends"], 1);
     // Live as soon as the answer came.
-    assert_eq!(served_by(&c, &proxy, "p.example.com").await.as_deref(), Some("b"));
-    assert_eq!(std::fs::read_to_string(proxy.upstreams_path()).unwrap(), doc);
+    assert_eq!(
+        served_by(&c, &proxy, "p.example.com").await.as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        std::fs::read_to_string(proxy.upstreams_path()).unwrap(),
+        doc
+    );
     // The watcher sees the write but finds it identical to the live table.
-    let log = wait_for(Duration::from_secs(5), "the watcher to see the pushed file", || async {
-        let log = proxy.log();
-        log.contains("unchanged, still generation 2").then_some(log)
-    })
+    let log = wait_for(
+        Duration::from_secs(5),
+        "the watcher to see the pushed file",
+        || async {
+            let log = proxy.log();
+            log.contains("unchanged, still generation 2").then_some(log)
+        },
+    )
     .await;
     assert!(!log.contains("generation 3"), "{log}");
     // The key may also come as a header.
@@ -66,7 +79,10 @@ async fn push_applies_persists_and_is_not_reloaded_again() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(served_by(&c, &proxy, "p.example.com").await.as_deref(), Some("a"));
+    assert_eq!(
+        served_by(&c, &proxy, "p.example.com").await.as_deref(),
+        Some("a")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -75,15 +91,29 @@ async fn invalid_push_changes_nothing() {
     let proxy = Proxy::start_with(&single_route("p.example.com", &[&a]), with_key()).await;
     let before = std::fs::read_to_string(proxy.upstreams_path()).unwrap();
     let c = client();
-    let (status, json) = push(&c, &proxy, "upstreams:\n  p.example.com:\n    paths:\n      \"/\":\n        servers: [\"10.0.0.1\"]\n").await;
+    let (status, json) = push(
+        &c,
+        &proxy,
+        "upstreams:\n  p.example.com:\n    paths:\n      \"/\":\n        servers: [\"10.0.0.1\"]\n",
+    )
+    .await;
     assert_eq!(status, 400);
     let error = json["error"].as_str().unwrap();
     assert!(error.contains("request body:5:19: upstreams.p.example.com.paths./.servers[0]: \"10.0.0.1\" has no port"), "{error}");
     let (status, json) = push(&c, &proxy, "upstreams: [\n").await;
     assert_eq!(status, 400);
-    assert!(json["error"].as_str().unwrap().contains("invalid YAML"), "{json}");
-    assert_eq!(served_by(&c, &proxy, "p.example.com").await.as_deref(), Some("a"));
-    assert_eq!(std::fs::read_to_string(proxy.upstreams_path()).unwrap(), before);
+    assert!(
+        json["error"].as_str().unwrap().contains("invalid YAML"),
+        "{json}"
+    );
+    assert_eq!(
+        served_by(&c, &proxy, "p.example.com").await.as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        std::fs::read_to_string(proxy.upstreams_path()).unwrap(),
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,21 +122,51 @@ async fn keys_methods_and_size_limits() {
     let doc = single_route("p.example.com", &[&a]);
     let proxy = Proxy::start_with(&doc, with_key()).await;
     let c = client();
-    let resp = c.post(proxy.api_url("/conf")).body(doc.clone()).send().await.unwrap();
+    let resp = c
+        .post(proxy.api_url("/conf"))
+        .body(doc.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401, "no key");
-    let resp = c.post(proxy.api_url("/conf?key=wrong")).body(doc.clone()).send().await.unwrap();
+    let resp = c
+        .post(proxy.api_url("/conf?key=wrong"))
+        .body(doc.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401, "wrong key");
-    let resp = c.post(proxy.api_url("/conf")).header("x-api-key", "wrong").body(doc.clone()).send().await.unwrap();
+    let resp = c
+        .post(proxy.api_url("/conf"))
+        .header("x-api-key", "wrong")
+        .body(doc.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401, "wrong header key");
-    let resp = c.get(proxy.api_url(&format!("/conf?key={KEY}"))).send().await.unwrap();
+    let resp = c
+        .get(proxy.api_url(&format!("/conf?key={KEY}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
     let big = format!("{doc}#{}\n", "x".repeat(4 * 1024 * 1024));
-    let resp = c.post(proxy.api_url(&format!("/conf?key={KEY}"))).body(big).send().await.unwrap();
+    let resp = c
+        .post(proxy.api_url(&format!("/conf?key={KEY}")))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     let resp = c.get(proxy.api_url("/status")).send().await.unwrap();
     assert_eq!(resp.status(), 401, "status needs the key");
     // The API is not a proxy.
-    let resp = c.get(proxy.api_url("/")).header("host", "p.example.com").send().await.unwrap();
+    let resp = c
+        .get(proxy.api_url("/"))
+        .header("host", "p.example.com")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
 }
 
@@ -117,8 +177,16 @@ async fn without_master_key_the_api_is_disabled() {
     let proxy = Proxy::start(&doc).await;
     let c = client();
     for resp in [
-        c.post(proxy.api_url("/conf?key=x")).body(doc.clone()).send().await.unwrap(),
-        c.post(proxy.api_url("/jwt")).body(r#"{"master_key":"x","owner":"o","valid":1}"#).send().await.unwrap(),
+        c.post(proxy.api_url("/conf?key=x"))
+            .body(doc.clone())
+            .send()
+            .await
+            .unwrap(),
+        c.post(proxy.api_url("/jwt"))
+            .body(r#"{"master_key":"x","owner":"o","valid":1}"#)
+            .send()
+            .await
+            .unwrap(),
     ] {
         assert_eq!(resp.status(), 403);
         let json: Value = resp.json().await.unwrap();
@@ -132,9 +200,17 @@ async fn pushed_config_survives_a_restart() {
     let b = TestBackend::start("b").await;
     let mut proxy = Proxy::start_with(&single_route("p.example.com", &[&a]), with_key()).await;
     let c = client();
-    assert_eq!(push(&c, &proxy, &single_route("p.example.com", &[&b])).await.0, 200);
+    assert_eq!(
+        push(&c, &proxy, &single_route("p.example.com", &[&b]))
+            .await
+            .0,
+        200
+    );
     proxy.restart().await;
-    assert_eq!(served_by(&c, &proxy, "p.example.com").await.as_deref(), Some("b"));
+    assert_eq!(
+        served_by(&c, &proxy, "p.example.com").await.as_deref(),
+        Some("b")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,32 +222,61 @@ async fn concurrent_pushes_leave_live_table_and_file_equal() {
         }
         v
     };
-    let options = ProxyOptions { log_level: Some("debug"), ..with_key() };
+    let options = ProxyOptions {
+        log_level: Some("debug"),
+        ..with_key()
+    };
     let first = TestBackend::start("first").await;
     let proxy = Proxy::start_with(&single_route("p.example.com", &[&first]), options).await;
-    let docs: Vec<String> = backends.iter().map(|b| single_route("p.example.com", &[b])).collect();
+    let docs: Vec<String> = backends
+        .iter()
+        .map(|b| single_route("p.example.com", &[b]))
+        .collect();
     let mut pushes = Vec::new();
     for doc in docs.clone() {
         let url = proxy.api_url(&format!("/conf?key={KEY}"));
         pushes.push(tokio::spawn(async move {
-            client().post(url).body(doc).send().await.map(|r| r.status().as_u16())
+            client()
+                .post(url)
+                .body(doc)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
         }));
     }
     for p in pushes {
         assert_eq!(p.await.unwrap().unwrap(), 200);
     }
     let c = client();
-    let live = served_by(&c, &proxy, "p.example.com").await.expect("route gone");
+    let live = served_by(&c, &proxy, "p.example.com")
+        .await
+        .expect("route gone");
     let on_disk = std::fs::read_to_string(proxy.upstreams_path()).unwrap();
-    let index = docs.iter().position(|d| *d == on_disk).expect("file is not one of the pushes");
+    let index = docs
+        .iter()
+        .position(|d| *d == on_disk)
+        .expect("file is not one of the pushes");
     assert_eq!(live, format!("b{index}"), "live table and file disagree");
     // And it stays that way once the watcher has read the file after the burst.
-    wait_for(Duration::from_secs(5), "the watcher to read the pushed file", || async {
-        proxy.log().contains("unchanged, still generation").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "the watcher to read the pushed file",
+        || async {
+            proxy
+                .log()
+                .contains("unchanged, still generation")
+                .then_some(())
+        },
+    )
     .await;
-    assert_eq!(served_by(&c, &proxy, "p.example.com").await, Some(format!("b{index}")));
-    assert!(proxy.log().contains("generation 21"), "20 pushes, 20 generations");
+    assert_eq!(
+        served_by(&c, &proxy, "p.example.com").await,
+        Some(format!("b{index}"))
+    );
+    assert!(
+        proxy.log().contains("generation 21"),
+        "20 pushes, 20 generations"
+    );
     assert!(!proxy.log().contains("generation 22"), "{}", proxy.log());
 }
 
@@ -189,20 +294,32 @@ async fn jwt_minting_answers() {
             (status, resp.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
-    let (status, json) = mint(format!(r#"{{"master_key":"{KEY}","owner":"ci","valid":10}}"#)).await;
+    let (status, json) = mint(format!(
+        r#"{{"master_key":"{KEY}","owner":"ci","valid":10}}"#
+    ))
+    .await;
     assert_eq!(status, 200);
     let token = json["token"].as_str().unwrap();
     assert_eq!(token.split('.').count(), 3);
     let (status, _) = mint(r#"{"master_key":"wrong","owner":"ci","valid":10}"#.into()).await;
     assert_eq!(status, 401);
     for valid in ["0", "-5", "1.5", "\"10\"", "525601"] {
-        let (status, json) = mint(format!(r#"{{"master_key":"{KEY}","owner":"ci","valid":{valid}}}"#)).await;
+        let (status, json) = mint(format!(
+            r#"{{"master_key":"{KEY}","owner":"ci","valid":{valid}}}"#
+        ))
+        .await;
         assert_eq!(status, 400, "valid = {valid}");
-        assert!(json["error"].as_str().unwrap().contains("valid must be"), "{json}");
+        assert!(
+            json["error"].as_str().unwrap().contains("valid must be"),
+            "{json}"
+        );
     }
     let (status, json) = mint("{not json".into()).await;
     assert_eq!(status, 400);
-    assert!(json["error"].as_str().unwrap().contains("invalid JSON"), "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("invalid JSON"),
+        "{json}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,14 +354,20 @@ async fn status_shows_the_live_table() {
     assert_eq!(paths[1]["backends"].as_array().unwrap().len(), 2);
     assert_eq!(paths[1]["backends"][0]["address"], a.server());
     assert_eq!(paths[1]["backends"][0]["tls"], false);
-    assert!(!status.to_string().contains("\"k\""), "secrets never shown: {status}");
+    assert!(
+        !status.to_string().contains("\"k\""),
+        "secrets never shown: {status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_api_with_a_self_signed_certificate() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
-    let options = ProxyOptions { api_tls: true, ..with_key() };
+    let options = ProxyOptions {
+        api_tls: true,
+        ..with_key()
+    };
     let proxy = Proxy::start_with(&single_route("p.example.com", &[&a]), options).await;
     let cert = std::fs::read(proxy.dir.path().join("api.crt")).unwrap();
     let tls_client = reqwest::Client::builder()
@@ -252,11 +375,30 @@ async fn https_api_with_a_self_signed_certificate() {
         .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
         .build()
         .unwrap();
-    let url = format!("https://localhost:{}/conf?key={KEY}", proxy.api_tls_port.unwrap());
-    let resp = tls_client.post(url).body(single_route("p.example.com", &[&b])).send().await.unwrap();
+    let url = format!(
+        "https://localhost:{}/conf?key={KEY}",
+        proxy.api_tls_port.unwrap()
+    );
+    let resp = tls_client
+        .post(url)
+        .body(single_route("p.example.com", &[&b]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(served_by(&client(), &proxy, "p.example.com").await.as_deref(), Some("b"));
+    assert_eq!(
+        served_by(&client(), &proxy, "p.example.com")
+            .await
+            .as_deref(),
+        Some("b")
+    );
     // Plain HTTP on the TLS port does not get through.
-    let plain = client().get(format!("http://127.0.0.1:{}/status", proxy.api_tls_port.unwrap())).send().await;
+    let plain = client()
+        .get(format!(
+            "http://127.0.0.1:{}/status",
+            proxy.api_tls_port.unwrap()
+        ))
+        .send()
+        .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }

@@ -26,14 +26,15 @@ pub async fn post_conf(
     body: Bytes,
 ) -> Response {
     if let Err(denied) = require_key(&state, &query, &headers) {
-        return denied;
+        return denied.into_response();
     }
     let Ok(text) = String::from_utf8(body.to_vec()) else {
         return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text");
     };
     let store = state.store.clone();
     let path = state.upstreams_path.clone();
-    let result = tokio::task::spawn_blocking(move || store.apply_and_persist(&text, SOURCE, &path)).await;
+    let result =
+        tokio::task::spawn_blocking(move || store.apply_and_persist(&text, SOURCE, &path)).await;
     match result {
         Ok(Ok(outcome)) => {
             let changed = matches!(outcome, ApplyOutcome::Applied(_));
@@ -59,6 +60,9 @@ pub async fn post_conf(
             warn!("config push not applied: {e}");
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("apply failed: {e}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("apply failed: {e}"),
+        ),
     }
 }

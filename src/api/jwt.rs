@@ -27,7 +27,7 @@ struct MintRequest {
 pub async fn post_jwt(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
     let expected = match master_key(&state) {
         Ok(k) => k,
-        Err(denied) => return denied,
+        Err(denied) => return denied.into_response(),
     };
     let req: MintRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -47,6 +47,9 @@ pub async fn post_jwt(State(state): State<Arc<ApiState>>, body: Bytes) -> Respon
     };
     match jwt::mint(expected, &req.owner, minutes) {
         Ok(token) => Json(serde_json::json!({ "token": token })).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign: {e}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot sign: {e}"),
+        ),
     }
 }

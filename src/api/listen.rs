@@ -25,9 +25,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("config API certificate {cert} / key {key}: {message}")]
-    Tls { cert: String, key: String, message: String },
+    Tls {
+        cert: String,
+        key: String,
+        message: String,
+    },
 }
 
 /// Sockets bound before the server runs.
@@ -63,7 +70,10 @@ fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, ListenError> {
 
 impl ApiListeners {
     /// Binds `plain` and, with `tls = (addr, cert, key)`, the HTTPS listener.
-    pub fn bind(plain: &str, tls: Option<(&str, &Path, &Path)>) -> Result<ApiListeners, ListenError> {
+    pub fn bind(
+        plain: &str,
+        tls: Option<(&str, &Path, &Path)>,
+    ) -> Result<ApiListeners, ListenError> {
         let plain = bind(plain)?;
         let tls = match tls {
             Some((addr, cert, key)) => Some((bind(addr)?, acceptor(cert, key)?)),
@@ -100,7 +110,10 @@ impl TlsListener {
                     let handshake = async {
                         let ssl = Ssl::new(acceptor.context()).map_err(|e| e.to_string())?;
                         let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
-                        Pin::new(&mut stream).accept().await.map_err(|e| e.to_string())?;
+                        Pin::new(&mut stream)
+                            .accept()
+                            .await
+                            .map_err(|e| e.to_string())?;
                         Ok::<_, String>(stream)
                     };
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
@@ -168,7 +181,8 @@ impl BackgroundService for ApiService {
         if let Ok(addr) = plain.local_addr() {
             info!("config API listening on http://{addr}");
         }
-        let plain_server = axum::serve(plain, app.clone()).with_graceful_shutdown(stopped(shutdown.clone()));
+        let plain_server =
+            axum::serve(plain, app.clone()).with_graceful_shutdown(stopped(shutdown.clone()));
         match listeners.tls {
             None => {
                 if let Err(e) = plain_server.await {
@@ -176,7 +190,9 @@ impl BackgroundService for ApiService {
                 }
             }
             Some((std_listener, acceptor)) => {
-                let tls = match TcpListener::from_std(std_listener).and_then(|l| TlsListener::start(l, acceptor)) {
+                let tls = match TcpListener::from_std(std_listener)
+                    .and_then(|l| TlsListener::start(l, acceptor))
+                {
                     Ok(l) => l,
                     Err(e) => return error!("config API TLS listener: {e}"),
                 };

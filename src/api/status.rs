@@ -18,7 +18,7 @@ pub async fn get_status(
     headers: HeaderMap,
 ) -> Response {
     if let Err(denied) = require_key(&state, &query, &headers) {
-        return denied;
+        return denied.into_response();
     }
     Json(describe(&state.store.load())).into_response()
 }

@@ -28,7 +28,7 @@ pub enum Verdict {
 pub enum RouteAuth {
     Basic(BasicAuth),
     ApiKey(Vec<String>),
-    Jwt(JwtVerifier),
+    Jwt(Box<JwtVerifier>),
 }
 
 /// Shows the kind only: never the secrets.
@@ -45,7 +45,7 @@ impl RouteAuth {
             AuthConfig::None => None,
             AuthConfig::Basic(entries) => Some(RouteAuth::Basic(BasicAuth::new(entries.clone()))),
             AuthConfig::ApiKey(keys) => Some(RouteAuth::ApiKey(keys.clone())),
-            AuthConfig::Jwt(secret) => Some(RouteAuth::Jwt(JwtVerifier::new(secret))),
+            AuthConfig::Jwt(secret) => Some(RouteAuth::Jwt(Box::new(JwtVerifier::new(secret)))),
         }
     }
 
@@ -169,7 +169,7 @@ mod tests {
         req.insert_header("x-api-key", "k3").unwrap();
         assert_eq!(auth.check(&req).await, Verdict::Invalid);
 
-        let jwt = RouteAuth::Jwt(JwtVerifier::new("s"));
+        let jwt = RouteAuth::Jwt(Box::new(JwtVerifier::new("s")));
         let token = jwt::mint("s", "me", 1).unwrap();
         let req = RequestHeader::build("GET", format!("/p?araleztoken={token}").as_bytes(), None)
             .unwrap();

@@ -301,7 +301,9 @@ impl Proxy {
             }
             let mut all = true;
             for port in &ports {
-                all &= tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.is_ok();
+                all &= tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                    .await
+                    .is_ok();
             }
             if all {
                 return;

@@ -1,0 +1,255 @@
+//! Route authentication through the real binary: basic (plain and bcrypt), API key, JWT.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use common::*;
+use serde_json::json;
+
+const KEY: &str = "master-key-for-auth-tests";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn hs256(secret: &str, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn call(
+    c: &reqwest::Client,
+    proxy: &Proxy,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut req = c.get(proxy.url(path)).header("host", "auth.example.com");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap())
+}
+
+/// One proxy with a route per auth kind.
+async fn setup(backend: &TestBackend) -> Proxy {
+    let hash = bcrypt::hash("bcrypt-pass", 4).unwrap();
+    let s = backend.server();
+    let doc = format!(
+        r#"authorization:
+  type: jwt
+  creds: "{KEY}"
+upstreams:
+  auth.example.com:
+    paths:
+      "/":
+        servers: ["{s}"]
+      "/basic":
+        servers: ["{s}"]
+        authorization:
+          type: basic
+          creds: ["alice:wonderland", "bob:{hash}"]
+      "/key":
+        servers: ["{s}"]
+        authorization: {{type: apikey, creds: "k-123"}}
+      "/open":
+        servers: ["{s}"]
+        authorization: {{type: none}}
+      "/down":
+        servers: ["127.0.0.1:{dead}"]
+        authorization: {{type: apikey, creds: "k-123"}}
+"#,
+        dead = free_port()
+    );
+    let options = ProxyOptions {
+        main_extra: format!("master_key: {KEY}\n"),
+        log_level: Some("debug"),
+        ..Default::default()
+    };
+    Proxy::start_with(&doc, options).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_auth() {
+    let b = TestBackend::start("b").await;
+    let proxy = setup(&b).await;
+    let c = client();
+    let alice = format!("Basic {}", b64("alice:wonderland"));
+    let (status, _, body) = call(&c, &proxy, "/basic/x", &[("authorization", &alice)]).await;
+    assert_eq!(status, 200, "{body}");
+    let echo = Echo::parse(&body);
+    assert!(
+        !echo.headers.contains_key("authorization"),
+        "credentials reached the backend"
+    );
+    let bob = format!("Basic {}", b64("bob:bcrypt-pass"));
+    assert_eq!(
+        call(&c, &proxy, "/basic", &[("authorization", &bob)])
+            .await
+            .0,
+        200
+    );
+
+    let (status, headers, body) = call(&c, &proxy, "/basic", &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(body, "missing credentials\n");
+    assert_eq!(headers["www-authenticate"], "Basic realm=\"aralez\"");
+    for wrong in ["alice:nope", "bob:wonderland", "eve:wonderland"] {
+        let (status, headers, body) = call(
+            &c,
+            &proxy,
+            "/basic",
+            &[("authorization", &format!("Basic {}", b64(wrong)))],
+        )
+        .await;
+        assert_eq!(status, 401, "{wrong}");
+        assert_eq!(body, "invalid credentials\n");
+        assert_eq!(headers["www-authenticate"], "Basic realm=\"aralez\"");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_key_auth() {
+    let b = TestBackend::start("b").await;
+    let proxy = setup(&b).await;
+    let c = client();
+    let (status, _, body) = call(&c, &proxy, "/key", &[("x-api-key", "k-123")]).await;
+    assert_eq!(status, 200);
+    assert!(!Echo::parse(&body).headers.contains_key("x-api-key"));
+    let (status, _, body) = call(&c, &proxy, "/key", &[]).await;
+    assert_eq!((status, body.as_str()), (401, "missing credentials\n"));
+    let (status, _, body) = call(&c, &proxy, "/key", &[("x-api-key", "k-124")]).await;
+    assert_eq!((status, body.as_str()), (401, "invalid credentials\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_auth_and_global_default() {
+    let b = TestBackend::start("b").await;
+    let proxy = setup(&b).await;
+    let c = client();
+    let good = hs256(KEY, json!({"owner": "t", "exp": now() + 300}));
+    let bearer = format!("Bearer {good}");
+    let (status, _, body) = call(&c, &proxy, "/page", &[("authorization", &bearer)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!Echo::parse(&body).headers.contains_key("authorization"));
+
+    // Token in the URL: accepted, and removed before the request goes upstream.
+    let (status, _, body) = call(
+        &c,
+        &proxy,
+        &format!("/page?a=1&araleztoken={good}&b=2"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(Echo::parse(&body).path, "/page?a=1&b=2");
+
+    let (status, _, body) = call(&c, &proxy, "/page", &[]).await;
+    assert_eq!((status, body.as_str()), (401, "missing credentials\n"));
+
+    let expired = hs256(KEY, json!({"owner": "t", "exp": now() - 5}));
+    let wrong_secret = hs256("other", json!({"owner": "t", "exp": now() + 300}));
+    let no_exp = hs256(KEY, json!({"owner": "t"}));
+    let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+    parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"owner": "root", "exp": now() + 300}).to_string());
+    let tampered = parts.join(".");
+    let alg_none = format!(
+        "{}.{}.",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(json!({"owner": "x", "exp": now() + 300}).to_string())
+    );
+    for (name, token) in [
+        ("expired", expired),
+        ("wrong secret", wrong_secret),
+        ("no exp", no_exp),
+        ("tampered", tampered),
+        ("alg none", alg_none),
+    ] {
+        let (status, _, body) = call(
+            &c,
+            &proxy,
+            "/page",
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (401, "invalid credentials\n"),
+            "{name}"
+        );
+    }
+    // Tokens are never logged.
+    assert!(!proxy.log().contains(&good), "token in the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minted_token_opens_a_jwt_route() {
+    let b = TestBackend::start("b").await;
+    let proxy = setup(&b).await;
+    let c = client();
+    let resp: serde_json::Value = c
+        .post(proxy.api_url("/jwt"))
+        .body(format!(
+            r#"{{"master_key":"{KEY}","owner":"ci","valid":5}}"#
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = resp["token"].as_str().unwrap();
+    let (status, _, body) = call(
+        &c,
+        &proxy,
+        "/",
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overrides_open_paths_and_down_routes() {
+    let b = TestBackend::start("b").await;
+    let proxy = setup(&b).await;
+    let c = client();
+    // type: none opens a path despite the global jwt.
+    assert_eq!(call(&c, &proxy, "/open/x", &[]).await.0, 200);
+    // A path's own auth replaces the global one: a valid JWT does not open /key.
+    let good = hs256(KEY, json!({"owner": "t", "exp": now() + 300}));
+    assert_eq!(
+        call(
+            &c,
+            &proxy,
+            "/key",
+            &[("authorization", &format!("Bearer {good}"))]
+        )
+        .await
+        .0,
+        401
+    );
+    // Auth belongs to the route: with every backend down it still asks for credentials.
+    assert_eq!(call(&c, &proxy, "/down", &[]).await.0, 401);
+    assert_eq!(
+        call(&c, &proxy, "/down", &[("x-api-key", "k-123")]).await.0,
+        502
+    );
+}
