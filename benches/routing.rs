@@ -6,7 +6,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aralez::config::{UpstreamsConfig, ValidationContext};
-use aralez::routing::{compile, system_resolver, Lookup, RoutingTable};
+use aralez::health::HealthRegistry;
+use aralez::routing::{compile, system_resolver, CompileEnv, Lookup, RoutingTable};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 /// Counts allocations so the benchmark can show that a lookup makes none.
@@ -57,7 +58,13 @@ fn big_table() -> RoutingTable {
     }
     let config = UpstreamsConfig::parse(&doc, "bench", ValidationContext::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    compile(&config, "bench", 1, &system_resolver).unwrap_or_else(|e| panic!("{e}"))
+    let health = HealthRegistry::default();
+    let env = CompileEnv {
+        resolve: &system_resolver,
+        health: &health,
+        sticky_key: b"bench",
+    };
+    compile(&config, "bench", 1, &env).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn lookups(c: &mut Criterion) {

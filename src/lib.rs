@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod balance;
 pub mod config;
+pub mod health;
 pub mod lifecycle;
 pub mod providers;
 pub mod proxy;

@@ -9,7 +9,8 @@ use clap::Parser;
 use log::info;
 
 use aralez::config::{read_file, ConfigError, MainConfig, ValidationContext};
-use aralez::routing::{store, system_resolver, RouteStore};
+use aralez::health::HealthRegistry;
+use aralez::routing::{store, system_resolver, CompileEnv, RouteStore};
 use aralez::server::{Aralez, ProcessFlags};
 
 #[derive(Debug, Parser)]
@@ -44,7 +45,13 @@ fn check(config: &Path) -> ExitCode {
     let result = MainConfig::load(config).and_then(|main| {
         let file = main.upstreams_conf.display().to_string();
         let text = read_file(&main.upstreams_conf)?;
-        let table = store::build(&text, &file, validation_context(&main), 1, &system_resolver)?;
+        let health = HealthRegistry::default();
+        let env = CompileEnv {
+            resolve: &system_resolver,
+            health: &health,
+            sticky_key: &[],
+        };
+        let table = store::build(&text, &file, validation_context(&main), 1, &env)?;
         Ok((file, table.summary))
     });
     match result {

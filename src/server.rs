@@ -11,6 +11,7 @@ use pingora::services::background::background_service;
 
 use crate::api::{ApiListeners, ApiService, ApiState};
 use crate::config::MainConfig;
+use crate::health::{HealthChecker, HealthSettings};
 use crate::lifecycle::{InFlight, ShutdownSignals};
 use crate::providers::FileProvider;
 use crate::proxy::AralezProxy;
@@ -66,6 +67,21 @@ fn first_certificate_pair(folder: &PathBuf) -> Result<(String, String), StartErr
     })?;
     let key = cert.with_extension("key");
     Ok((cert.display().to_string(), key.display().to_string()))
+}
+
+fn health_settings(main: &MainConfig) -> HealthSettings {
+    HealthSettings {
+        // Validated to be HEAD, GET or POST.
+        method: main
+            .hc_method
+            .to_ascii_uppercase()
+            .parse()
+            .unwrap_or(http::Method::HEAD),
+        interval: std::time::Duration::from_secs(main.hc_interval),
+        timeout: main.probe_timeout(),
+        fall: main.hc_fall,
+        rise: main.hc_rise,
+    }
 }
 
 fn api_service(main: &MainConfig, store: Arc<RouteStore>) -> Result<ApiService, StartError> {
@@ -126,6 +142,10 @@ impl Aralez {
         server.add_service(background_service(
             "upstreams file watcher",
             FileProvider::new(main.upstreams_conf.clone(), store.clone()),
+        ));
+        server.add_service(background_service(
+            "health checks",
+            HealthChecker::new(store.clone(), store.health().clone(), health_settings(main)),
         ));
         server.add_service(background_service("config API", api_service(main, store)?));
         Ok(Aralez {

@@ -290,7 +290,12 @@ async fn connect_timeout_moves_to_the_next_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_connections_are_reused() {
     let b = TestBackend::start("pool").await;
-    let proxy = Proxy::start(&single_route("pool.example.com", &[&b])).await;
+    // No health probes: they would open connections of their own.
+    let config = format!(
+        "upstreams:\n  pool.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{}\"]\n",
+        b.server()
+    );
+    let proxy = Proxy::start(&config).await;
     let c = client();
     for _ in 0..50 {
         assert_eq!(

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::keys::{require_key, KeyQuery};
 use super::ApiState;
+use crate::config::upstreams::Strategy;
 use crate::routing::RoutingTable;
 
 pub async fn get_status(
@@ -23,8 +24,8 @@ pub async fn get_status(
     Json(describe(&state.store.load())).into_response()
 }
 
-/// Hosts sorted by name, paths longest first, backends in rotation order. Health checks are
-/// not built yet, so every backend reports `"unchecked"`.
+/// Hosts sorted by name, paths longest first, backends in list order, each with its health
+/// (`up`, `down`, or `unchecked` on paths with `healthcheck: false`).
 pub fn describe(table: &RoutingTable) -> Value {
     let mut hosts: Vec<_> = table.hosts().collect();
     hosts.sort_by_key(|(name, _)| *name);
@@ -42,7 +43,11 @@ pub fn describe(table: &RoutingTable) -> Value {
                             json!({
                                 "server": &*b.name,
                                 "address": b.addr.to_string(),
-                                "health": "unchecked",
+                                "health": match (r.healthcheck, b.health.is_up()) {
+                                    (false, _) => "unchecked",
+                                    (true, true) => "up",
+                                    (true, false) => "down",
+                                },
                                 "tls": false,
                             })
                         })
@@ -50,6 +55,11 @@ pub fn describe(table: &RoutingTable) -> Value {
                     json!({
                         "path": &*r.prefix,
                         "to_https": r.to_https,
+                        "strategy": match r.strategy {
+                            Strategy::RoundRobin => "roundrobin",
+                            Strategy::Failover => "failover",
+                        },
+                        "sticky_sessions": r.sticky,
                         "authorization": r.auth.as_ref().map(|a| a.kind()),
                         "backends": backends,
                     })

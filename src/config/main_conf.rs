@@ -31,6 +31,8 @@ pub const MAIN_KEYS: &[&str] = &[
     "log_level",
     "hc_method",
     "hc_interval",
+    "hc_fall",
+    "hc_rise",
     "master_key",
     "connect_timeout",
     "shutdown_timeout",
@@ -81,6 +83,10 @@ pub struct MainConfig {
     pub hc_method: String,
     /// Seconds between health checks.
     pub hc_interval: u64,
+    /// Failed probes in a row that take a backend out of rotation.
+    pub hc_fall: u32,
+    /// Passed probes in a row that bring it back.
+    pub hc_rise: u32,
     /// Secret for the config API and for minting JWTs.
     pub master_key: Option<String>,
     /// Seconds to wait for an upstream TCP connection before trying the next server.
@@ -111,6 +117,8 @@ impl Default for MainConfig {
             log_level: "info".into(),
             hc_method: "HEAD".into(),
             hc_interval: 2,
+            hc_fall: 1,
+            hc_rise: 1,
             master_key: None,
             connect_timeout: 2.0,
             shutdown_timeout: 10,
@@ -190,6 +198,12 @@ impl MainConfig {
         if self.hc_interval == 0 {
             sink.push("hc_interval", "must be at least 1 second");
         }
+        if self.hc_fall == 0 {
+            sink.push("hc_fall", "must be at least 1");
+        }
+        if self.hc_rise == 0 {
+            sink.push("hc_rise", "must be at least 1");
+        }
         if !(self.connect_timeout.is_finite() && self.connect_timeout > 0.0) {
             sink.push("connect_timeout", "must be a positive number of seconds");
         }
@@ -253,6 +267,11 @@ impl MainConfig {
             .as_deref()
             .and_then(|a| a.parse::<SocketAddr>().ok())
             .map(|a| a.port())
+    }
+
+    /// How long a health probe may take: the smaller of `hc_interval` and 2 s.
+    pub fn probe_timeout(&self) -> Duration {
+        Duration::from_secs(self.hc_interval.min(2))
     }
 
     pub fn connect_timeout(&self) -> Duration {

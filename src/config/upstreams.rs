@@ -12,6 +12,7 @@ use super::yaml::{kind, load_mapping};
 
 const TOP_KEYS: &[&str] = &[
     "provider",
+    "strategy",
     "sticky_sessions",
     "to_https",
     "headers",
@@ -22,6 +23,8 @@ const TOP_KEYS: &[&str] = &[
 const HOST_KEYS: &[&str] = &["paths"];
 const PATH_KEYS: &[&str] = &[
     "servers",
+    "strategy",
+    "healthcheck",
     "headers",
     "to_https",
     "authorization",
@@ -36,6 +39,16 @@ const PROVIDERS: &[&str] = &["file", "consul"];
 pub struct ValidationContext {
     /// Whether a TLS listener is configured (required by `to_https`).
     pub tls_listener: bool,
+}
+
+/// How a route chooses among its healthy servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Rotate over the healthy servers.
+    #[default]
+    RoundRobin,
+    /// Everything to the first healthy server in list order.
+    Failover,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +122,10 @@ pub struct PathConfig {
     pub to_https: Option<bool>,
     pub authorization: Option<AuthConfig>,
     pub sticky_sessions: Option<bool>,
+    /// None: inherit the document-wide strategy.
+    pub strategy: Option<Strategy>,
+    /// false: never probe this path's servers; they stay in rotation.
+    pub healthcheck: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +139,7 @@ pub struct HostConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamsConfig {
     pub provider: Provider,
+    pub strategy: Strategy,
     pub sticky_sessions: bool,
     pub to_https: bool,
     /// Added to every proxied response.
@@ -173,6 +191,7 @@ impl Walker<'_> {
     fn document(&mut self, root: &Mapping) -> UpstreamsConfig {
         let mut config = UpstreamsConfig {
             provider: Provider::File,
+            strategy: Strategy::default(),
             sticky_sessions: false,
             to_https: false,
             response_headers: Vec::new(),
@@ -199,6 +218,9 @@ impl Walker<'_> {
                             ),
                         }
                     }
+                }
+                "strategy" => {
+                    config.strategy = self.strategy(value, "strategy").unwrap_or_default();
                 }
                 "sticky_sessions" => {
                     config.sticky_sessions = self.boolean(value, "sticky_sessions").unwrap_or(false)
@@ -314,6 +336,8 @@ impl Walker<'_> {
             to_https: None,
             authorization: None,
             sticky_sessions: None,
+            strategy: None,
+            healthcheck: true,
         };
         let mut saw_servers = false;
         for (key, value) in body {
@@ -330,6 +354,8 @@ impl Walker<'_> {
                 "to_https" => route.to_https = self.https_redirect(value, &key_path),
                 "authorization" => route.authorization = self.authorization(value, &key_path),
                 "sticky_sessions" => route.sticky_sessions = self.boolean(value, &key_path),
+                "strategy" => route.strategy = self.strategy(value, &key_path),
+                "healthcheck" => route.healthcheck = self.boolean(value, &key_path).unwrap_or(true),
                 other => self.sink.unknown_key(path, other, PATH_KEYS),
             }
         }
@@ -453,6 +479,20 @@ impl Walker<'_> {
                 Some(AuthConfig::Jwt(
                     creds.into_iter().next().unwrap_or_default(),
                 ))
+            }
+        }
+    }
+
+    fn strategy(&mut self, value: &Value, path: &str) -> Option<Strategy> {
+        match self.string(value, path)?.to_ascii_lowercase().as_str() {
+            "roundrobin" | "round_robin" => Some(Strategy::RoundRobin),
+            "failover" => Some(Strategy::Failover),
+            other => {
+                self.sink.push(
+                    path,
+                    format!("unknown strategy {other:?}; expected roundrobin or failover"),
+                );
+                None
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::balance::Tried;
 use crate::lifecycle::InFlightGuard;
 use crate::routing::{Route, RoutingTable};
 
@@ -10,12 +11,16 @@ pub struct RequestCtx {
     /// The table snapshot this request was routed with, kept to its end.
     pub table: Option<Arc<RoutingTable>>,
     pub route: Option<Arc<Route>>,
-    /// Round-robin start index among the route's backends.
-    pub start: usize,
-    /// Connection attempts made so far (the next backend is `start + attempts`).
-    pub attempts: usize,
+    /// This request's round-robin ticket.
+    pub ticket: usize,
+    /// Backends tried so far (one per connection attempt).
+    pub tried: Tried,
     /// Index of the backend of the latest attempt.
     pub backend: Option<usize>,
+    /// The backend the client's sticky cookie names, when valid and usable.
+    pub cookie_backend: Option<usize>,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
     /// Counts this request as in flight until it ends, for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }
@@ -25,9 +30,11 @@ impl RequestCtx {
         RequestCtx {
             table: None,
             route: None,
-            start: 0,
-            attempts: 0,
+            ticket: 0,
+            tried: Tried::default(),
             backend: None,
+            cookie_backend: None,
+            tls: false,
             _in_flight: in_flight,
         }
     }

@@ -6,6 +6,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+use crate::auth::Verdict;
 use crate::config::upstreams::HeaderPair;
 
 /// Writes a short plain-text response; the connection stays reusable.
@@ -31,6 +32,31 @@ pub async fn respond_text(
             .await?;
     }
     Ok(())
+}
+
+/// `WWW-Authenticate` sent with 401s of basic-auth routes.
+static BASIC_CHALLENGE: std::sync::LazyLock<HeaderPair> = std::sync::LazyLock::new(|| HeaderPair {
+    name: http::header::WWW_AUTHENTICATE,
+    value: http::HeaderValue::from_static("Basic realm=\"aralez\""),
+});
+
+/// A 401 that says only whether credentials were missing or wrong.
+pub async fn unauthorized(
+    session: &mut Session,
+    verdict: Verdict,
+    basic: bool,
+    extra: &[HeaderPair],
+) -> Result<()> {
+    let body = match verdict {
+        Verdict::Missing => "missing credentials\n",
+        _ => "invalid credentials\n",
+    };
+    let challenge: &[HeaderPair] = if basic {
+        std::slice::from_ref(&*BASIC_CHALLENGE)
+    } else {
+        &[]
+    };
+    respond_text(session, 401, body, &[challenge, extra]).await
 }
 
 /// Writes a 301 to `location` with an empty body.

@@ -19,16 +19,10 @@ pub use context::RequestCtx;
 pub use local::https_location;
 
 use crate::auth::{RouteAuth, Verdict};
-use crate::balance::RoundRobin;
-use crate::config::upstreams::HeaderPair;
+use crate::balance::{pick, sticky};
 use crate::lifecycle::InFlight;
+use crate::routing::Route;
 use crate::routing::{Lookup, RouteStore};
-
-/// `WWW-Authenticate` sent with 401s of basic-auth routes.
-static BASIC_CHALLENGE: std::sync::LazyLock<HeaderPair> = std::sync::LazyLock::new(|| HeaderPair {
-    name: http::header::WWW_AUTHENTICATE,
-    value: http::HeaderValue::from_static("Basic realm=\"aralez\""),
-});
 
 /// The proxy service: routes each request with the live table and forwards it.
 pub struct AralezProxy {
@@ -71,6 +65,20 @@ fn absolute_form_authority(target: &[u8]) -> Option<&str> {
     let authority = std::str::from_utf8(&rest[..end]).ok()?;
     // Drop any userinfo: `user@host`.
     Some(authority.rsplit('@').next().unwrap_or(authority))
+}
+
+/// The backend a sticky cookie names, when it is one of the route's and usable.
+fn sticky_backend(route: &Route, req: &RequestHeader) -> Option<usize> {
+    let id = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(sticky::cookie_value)?;
+    route
+        .backends
+        .iter()
+        .position(|b| &*b.sticky_id == id && (!route.healthcheck || b.health.is_up()))
 }
 
 fn is_tls(session: &Session) -> bool {
@@ -126,27 +134,23 @@ impl ProxyHttp for AralezProxy {
             let verdict = auth.check(session.req_header()).await;
             if verdict != Verdict::Allowed {
                 debug!("{verdict:?} credentials for {}{}", route.host, route.prefix);
-                let (body, challenge): (&'static str, &[HeaderPair]) = match verdict {
-                    Verdict::Missing => ("missing credentials\n", &[]),
-                    _ => ("invalid credentials\n", &[]),
-                };
-                let challenge = if matches!(auth, RouteAuth::Basic(_)) {
-                    std::slice::from_ref(&*BASIC_CHALLENGE)
-                } else {
-                    challenge
-                };
-                local::respond_text(session, 401, body, &[challenge, &table.response_headers])
-                    .await?;
+                let basic = matches!(auth, RouteAuth::Basic(_));
+                local::unauthorized(session, verdict, basic, &table.response_headers).await?;
                 return Ok(true);
             }
         }
-        ctx.start = route.balancer.start(route.backends.len().max(1));
+        ctx.ticket = route.balancer.ticket();
+        if route.sticky {
+            ctx.cookie_backend = sticky_backend(&route, session.req_header());
+        }
+        ctx.tls = is_tls(session);
         ctx.route = Some(route);
         ctx.table = Some(table);
         Ok(false)
     }
 
-    /// Picks the next backend of the route: round robin, then failover on retries.
+    /// The backend for this attempt: the sticky one first, then healthy backends in the
+    /// route's order, then the rest; each at most once.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -155,14 +159,15 @@ impl ProxyHttp for AralezProxy {
         let route = ctx.route.as_ref().ok_or_else(|| {
             Error::explain(ErrorType::InternalError, "upstream_peer without a route")
         })?;
-        if route.backends.is_empty() {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(502),
-                "route has no backends",
-            ));
-        }
-        let index = RoundRobin::failover(ctx.start, ctx.attempts, route.backends.len());
-        ctx.attempts += 1;
+        let index = match ctx.cookie_backend.filter(|_| ctx.tried.count == 0) {
+            Some(i) => {
+                ctx.tried.mark(i);
+                i
+            }
+            None => pick(route, ctx.ticket, &mut ctx.tried).ok_or_else(|| {
+                Error::explain(ErrorType::HTTPStatus(502), "no backend left to try")
+            })?,
+        };
         ctx.backend = Some(index);
         let mut peer = HttpPeer::new(route.backends[index].addr, false, String::new());
         peer.options.connection_timeout = Some(self.connect_timeout);
@@ -180,7 +185,7 @@ impl ProxyHttp for AralezProxy {
         let tried_all = ctx
             .route
             .as_ref()
-            .is_none_or(|r| ctx.attempts >= r.backends.len());
+            .is_none_or(|r| ctx.tried.count >= r.backends.len());
         warn!(
             "connect to backend {} failed for {}{}: {}{}",
             ctx.backend_name(),
@@ -193,6 +198,14 @@ impl ProxyHttp for AralezProxy {
                 "; trying the next server"
             }
         );
+        if let (Some(route), Some(i)) = (&ctx.route, ctx.backend) {
+            if route.healthcheck && route.backends[i].health.mark_down() {
+                warn!(
+                    "backend {} of {}{} is down: connection failed while proxying",
+                    route.backends[i].addr, route.host, route.prefix
+                );
+            }
+        }
         if !tried_all {
             e.set_retry(true);
         }
@@ -231,6 +244,12 @@ impl ProxyHttp for AralezProxy {
     ) -> Result<()> {
         if let Some(table) = &ctx.table {
             local::add_headers(upstream_response, &table.response_headers)?;
+        }
+        if let (Some(route), Some(served)) = (&ctx.route, ctx.backend) {
+            if route.sticky && ctx.cookie_backend != Some(served) {
+                let cookie = sticky::set_cookie(&route.backends[served].sticky_id, ctx.tls);
+                upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
+            }
         }
         Ok(())
     }
@@ -287,7 +306,7 @@ impl ProxyHttp for AralezProxy {
                 req.uri.path(),
                 ctx.backend_name(),
                 status,
-                ctx.attempts,
+                ctx.tried.count,
                 e.map(|e| format!(", error: {e}")).unwrap_or_default()
             );
         }

@@ -7,9 +7,10 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::auth::RouteAuth;
-use crate::balance::RoundRobin;
+use crate::balance::{sticky, RoundRobin};
 use crate::config::upstreams::{ServerEntry, UpstreamsConfig};
 use crate::config::{ConfigError, Issue};
+use crate::health::{BackendKey, HealthRegistry};
 
 use super::table::{Backend, HostRoutes, Route, RoutingTable, Summary};
 
@@ -21,12 +22,21 @@ pub fn system_resolver(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     (host, port).to_socket_addrs().map(Iterator::collect)
 }
 
+/// What compiling needs besides the document.
+pub struct CompileEnv<'a> {
+    pub resolve: &'a Resolver,
+    /// Backends get their health from here, so that it survives the swap.
+    pub health: &'a HealthRegistry,
+    /// Key of sticky-session ids.
+    pub sticky_key: &'a [u8],
+}
+
 /// Builds the table for `config` as generation `generation`. `file` names the source in errors.
 pub fn compile(
     config: &UpstreamsConfig,
     file: &str,
     generation: u64,
-    resolve: &Resolver,
+    env: &CompileEnv<'_>,
 ) -> Result<RoutingTable, ConfigError> {
     let mut issues = Vec::new();
     let mut hosts = HashMap::with_capacity(config.hosts.len());
@@ -37,13 +47,17 @@ pub fn compile(
         for path in &host.paths {
             let mut backends = Vec::new();
             for entry in &path.servers {
-                match resolve_entry(entry, resolve) {
+                match resolve_entry(entry, env.resolve) {
                     Ok(addrs) => {
                         for addr in addrs {
                             distinct.insert(addr);
+                            let key = BackendKey { addr, tls: false };
                             backends.push(Backend {
                                 addr,
+                                key,
                                 name: entry.display().into(),
+                                health: env.health.entry(key),
+                                sticky_id: sticky::backend_id(env.sticky_key, &addr).into(),
                             });
                         }
                     }
@@ -66,6 +80,9 @@ pub fn compile(
                     .as_ref()
                     .or(config.authorization.as_ref())
                     .and_then(RouteAuth::compile),
+                strategy: path.strategy.unwrap_or(config.strategy),
+                sticky: path.sticky_sessions.unwrap_or(config.sticky_sessions),
+                healthcheck: path.healthcheck,
                 balancer: RoundRobin::default(),
             }));
         }
@@ -120,6 +137,10 @@ mod tests {
         }
     }
 
+    fn env() -> (HealthRegistry, Vec<u8>) {
+        (HealthRegistry::default(), b"k".to_vec())
+    }
+
     fn parse(text: &str) -> UpstreamsConfig {
         UpstreamsConfig::parse(text, "u.yaml", ValidationContext::default()).unwrap()
     }
@@ -129,7 +150,13 @@ mod tests {
         let c = parse(
             "a.com:\n  paths:\n    \"/\":\n      servers: [\"two.internal:81\", \"10.0.0.9:80\"]\n",
         );
-        let t = compile(&c, "u.yaml", 7, &fake_dns).unwrap();
+        let (health, key) = env();
+        let env = CompileEnv {
+            resolve: &fake_dns,
+            health: &health,
+            sticky_key: &key,
+        };
+        let t = compile(&c, "u.yaml", 7, &env).unwrap();
         let Lookup::Found(r) = t.lookup("a.com", "/") else {
             panic!("route missing");
         };
@@ -151,7 +178,13 @@ mod tests {
         let c = parse(
             "a.com:\n  paths:\n    \"/\":\n      servers:\n        - \"nowhere.invalid:81\"\n",
         );
-        let err = compile(&c, "u.yaml", 1, &fake_dns).unwrap_err();
+        let (health, key) = env();
+        let env = CompileEnv {
+            resolve: &fake_dns,
+            health: &health,
+            sticky_key: &key,
+        };
+        let err = compile(&c, "u.yaml", 1, &env).unwrap_err();
         assert_eq!(
             err.to_string(),
             "u.yaml:5:11: a.com.paths./.servers[0]: cannot resolve \"nowhere.invalid\": no such host"

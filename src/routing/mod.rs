@@ -4,6 +4,6 @@ pub mod compile;
 pub mod store;
 pub mod table;
 
-pub use compile::{compile, system_resolver, Resolver};
+pub use compile::{compile, system_resolver, CompileEnv, Resolver};
 pub use store::{ApplyError, ApplyOutcome, RouteStore};
 pub use table::{Backend, Lookup, Route, RoutingTable, Summary};

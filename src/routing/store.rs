@@ -12,8 +12,9 @@ use arc_swap::ArcSwap;
 use crate::config::upstreams::Provider;
 use crate::config::{ConfigError, Issue, UpstreamsConfig, ValidationContext};
 
-use super::compile::{compile, Resolver};
+use super::compile::{compile, CompileEnv, Resolver};
 use super::table::{RoutingTable, Summary};
+use crate::health::HealthRegistry;
 
 /// What `apply` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct RouteStore {
     writer: Mutex<Writer>,
     ctx: ValidationContext,
     resolve: Box<Resolver>,
+    health: Arc<HealthRegistry>,
+    sticky_key: Vec<u8>,
 }
 
 impl RouteStore {
@@ -57,6 +60,27 @@ impl RouteStore {
             }),
             ctx,
             resolve,
+            health: Arc::new(HealthRegistry::default()),
+            sticky_key: Vec::new(),
+        }
+    }
+
+    /// Sets the key of sticky-session ids (the master key, so that a fleet agrees on them).
+    pub fn with_sticky_key(mut self, key: &[u8]) -> Self {
+        self.sticky_key = key.to_vec();
+        self
+    }
+
+    /// The health of every backend, shared with the health task.
+    pub fn health(&self) -> &Arc<HealthRegistry> {
+        &self.health
+    }
+
+    fn env(&self) -> CompileEnv<'_> {
+        CompileEnv {
+            resolve: &self.resolve,
+            health: &self.health,
+            sticky_key: &self.sticky_key,
         }
     }
 
@@ -122,7 +146,7 @@ impl RouteStore {
         if writer.live_text.as_deref() == Some(text) {
             return Ok(ApplyOutcome::Unchanged(self.live.load().summary));
         }
-        let table = build(text, source, self.ctx, writer.generation + 1, &self.resolve)
+        let table = build(text, source, self.ctx, writer.generation + 1, &self.env())
             .map_err(ApplyError::Config)?;
         if let Some(path) = persist {
             write_atomic(path, text).map_err(|source| ApplyError::Persist {
@@ -186,7 +210,7 @@ pub fn build(
     source: &str,
     ctx: ValidationContext,
     generation: u64,
-    resolve: &Resolver,
+    env: &CompileEnv<'_>,
 ) -> Result<RoutingTable, ConfigError> {
     let config = UpstreamsConfig::parse(text, source, ctx)?;
     if config.provider == Provider::Consul {
@@ -199,7 +223,7 @@ pub fn build(
             }],
         });
     }
-    compile(&config, source, generation, resolve)
+    compile(&config, source, generation, env)
 }
 
 #[cfg(test)]

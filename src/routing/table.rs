@@ -6,14 +6,21 @@ use std::sync::Arc;
 
 use crate::auth::RouteAuth;
 use crate::balance::RoundRobin;
-use crate::config::upstreams::HeaderPair;
+use crate::config::upstreams::{HeaderPair, Strategy};
+use crate::health::{BackendHealth, BackendKey};
 
 /// One upstream server, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Backend {
     pub addr: SocketAddr,
+    /// Address and TLS flag: the health registry's key.
+    pub key: BackendKey,
     /// The `servers` entry it came from, for logs.
     pub name: Box<str>,
+    /// Shared with every route that uses this address, and kept across reloads.
+    pub health: Arc<BackendHealth>,
+    /// The id sticky-session cookies carry for this backend.
+    pub sticky_id: Box<str>,
 }
 
 /// A path prefix of a host with everything needed to serve it.
@@ -28,6 +35,11 @@ pub struct Route {
     pub to_https: bool,
     /// Credentials required on this route; None when it is open.
     pub auth: Option<RouteAuth>,
+    pub strategy: Strategy,
+    /// Pin clients to a backend with a cookie.
+    pub sticky: bool,
+    /// Whether health decides rotation (false: every backend always in rotation).
+    pub healthcheck: bool,
     pub balancer: RoundRobin,
 }
 
@@ -173,6 +185,9 @@ mod tests {
             request_headers: Box::new([]),
             to_https: false,
             auth: None,
+            strategy: Strategy::RoundRobin,
+            sticky: false,
+            healthcheck: true,
             balancer: RoundRobin::default(),
         })
     }
