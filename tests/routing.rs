@@ -246,24 +246,10 @@ async fn all_servers_down_gives_a_quick_502() {
     assert!(proxy.log().contains("no server left"), "{}", proxy.log());
 }
 
-/// A listening socket whose accept queue is full, so new connections to it hang (their SYNs
-/// are dropped) instead of being refused: a backend that does not answer.
-fn blackhole() -> (tokio::net::TcpListener, Vec<std::net::TcpStream>) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
-        fillers.push(s);
-        assert!(fillers.len() < 64, "accept queue never filled");
-    }
-    (listener, fillers)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_timeout_moves_to_the_next_server() {
-    let (hole, _fillers) = blackhole();
+    let holes = blackholes(1).await;
+    let hole = &holes[0].1;
     let up = TestBackend::start("alive").await;
     let config = format!(
         "upstreams:\n  t.example.com:\n    paths:\n      \"/\":\n        servers: [\"{}\", \"{}\"]\n",

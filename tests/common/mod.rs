@@ -7,13 +7,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::serve::ListenerExt;
 use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -47,7 +46,8 @@ pub fn free_port() -> u16 {
 /// A backend that answers with its name and the request headers it saw.
 ///
 /// Paths: `/__upload` counts the streamed request body; `/__download/N` streams N bytes;
-/// `/__slow/MS` answers after MS milliseconds; anything else echoes.
+/// `/__slow/MS` answers after MS milliseconds; anything else echoes. Health probes (user agent
+/// `aralez-health-check`) are recorded and answered with `probe_status`.
 pub struct TestBackend {
     pub name: String,
     pub addr: SocketAddr,
@@ -55,51 +55,190 @@ pub struct TestBackend {
     pub slow_in_progress: Arc<AtomicUsize>,
     /// TCP connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    /// Requests served that were not health probes.
+    pub served: Arc<AtomicUsize>,
+    /// Health probes seen: (method, Host).
+    pub probes: Arc<Mutex<Vec<(String, String)>>>,
+    /// Status answered to health probes (200 unless a test changes it).
+    pub probe_status: Arc<AtomicU16>,
+    killed: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for TestBackend {
     fn drop(&mut self) {
-        self.task.abort();
+        self.kill();
+    }
+}
+
+struct Shared {
+    who: String,
+    slow: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
+    probes: Arc<Mutex<Vec<(String, String)>>>,
+    probe_status: Arc<AtomicU16>,
+}
+
+/// A listener whose connections stop reading requests once the backend is killed, as a dead
+/// process would, while a response already being written still goes out.
+struct KillableListener {
+    inner: tokio::net::TcpListener,
+    killed: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
+}
+
+struct KillableStream {
+    inner: tokio::net::TcpStream,
+    killed: Arc<AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for KillableStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.killed.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for KillableStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl axum::serve::Listener for KillableListener {
+    type Io = KillableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            if let Ok((stream, addr)) = self.inner.accept().await {
+                self.connections.fetch_add(1, Ordering::SeqCst);
+                return (
+                    KillableStream {
+                        inner: stream,
+                        killed: self.killed.clone(),
+                    },
+                    addr,
+                );
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
     }
 }
 
 impl TestBackend {
     pub async fn start(name: &str) -> TestBackend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts on a given address (e.g. the address of a killed backend, to bring it back).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> TestBackend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let who = name.to_string();
-        let slow_in_progress = Arc::new(AtomicUsize::new(0));
-        let slow = slow_in_progress.clone();
+        let shared = Arc::new(Shared {
+            who: name.to_string(),
+            slow: Arc::new(AtomicUsize::new(0)),
+            served: Arc::new(AtomicUsize::new(0)),
+            probes: Arc::new(Mutex::new(Vec::new())),
+            probe_status: Arc::new(AtomicU16::new(200)),
+        });
+        let state = shared.clone();
         let app = Router::new().fallback(move |req: Request| {
-            let who = who.clone();
-            let slow = slow.clone();
-            async move { handle(&who, &slow, req).await }
+            let state = state.clone();
+            async move { handle(&state, req).await }
         });
         let connections = Arc::new(AtomicUsize::new(0));
-        let accepted = connections.clone();
-        let listener = listener.tap_io(move |_| {
-            accepted.fetch_add(1, Ordering::SeqCst);
-        });
+        let killed = Arc::new(AtomicBool::new(false));
+        let listener = KillableListener {
+            inner: listener,
+            killed: killed.clone(),
+            connections: connections.clone(),
+        };
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         TestBackend {
             name: name.to_string(),
             addr,
-            slow_in_progress,
+            slow_in_progress: shared.slow.clone(),
             connections,
+            served: shared.served.clone(),
+            probes: shared.probes.clone(),
+            probe_status: shared.probe_status.clone(),
+            killed,
             task,
         }
+    }
+
+    /// Stops accepting (new connections are refused) and stops reading on open connections.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.task.abort();
     }
 
     /// `127.0.0.1:PORT`, as written in `servers`.
     pub fn server(&self) -> String {
         self.addr.to_string()
     }
+
+    pub fn served(&self) -> usize {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    pub fn probe_count(&self) -> usize {
+        self.probes.lock().unwrap().len()
+    }
 }
 
-async fn handle(who: &str, slow: &AtomicUsize, req: Request) -> axum::response::Response {
+async fn handle(state: &Shared, req: Request) -> axum::response::Response {
+    let is_probe = req
+        .headers()
+        .get("user-agent")
+        .is_some_and(|v| v.as_bytes() == b"aralez-health-check");
+    if is_probe {
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        state
+            .probes
+            .lock()
+            .unwrap()
+            .push((req.method().to_string(), host));
+        let status = state.probe_status.load(Ordering::SeqCst);
+        let mut resp = axum::response::Response::new(Body::empty());
+        *resp.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+        return resp;
+    }
+    state.served.fetch_add(1, Ordering::SeqCst);
+    let who = state.who.as_str();
     let path = req.uri().path().to_string();
     if path == "/__upload" {
         let mut stream = req.into_body().into_data_stream();
@@ -126,9 +265,9 @@ async fn handle(who: &str, slow: &AtomicUsize, req: Request) -> axum::response::
         return axum::response::Response::new(Body::from_stream(stream));
     }
     if let Some(ms) = path.strip_prefix("/__slow/") {
-        slow.fetch_add(1, Ordering::SeqCst);
+        state.slow.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
-        slow.fetch_sub(1, Ordering::SeqCst);
+        state.slow.fetch_sub(1, Ordering::SeqCst);
     }
     let mut body = format!("backend={who}\npath={}\n", req.uri());
     for (name, value) in req.headers() {
@@ -373,4 +512,47 @@ pub fn single_route(host: &str, backends: &[&TestBackend]) -> String {
         "upstreams:\n  {host}:\n    paths:\n      \"/\":\n        servers: [{}]\n",
         servers.join(", ")
     )
+}
+
+/// Listening sockets whose accept queues are full, so connections to them hang (their SYNs
+/// are dropped) instead of being refused: backends that never answer. Keep the returned
+/// value alive for as long as they are needed.
+pub async fn blackholes(
+    n: usize,
+) -> Vec<(
+    SocketAddr,
+    tokio::net::TcpListener,
+    Vec<tokio::net::TcpStream>,
+)> {
+    let mut holes = Vec::new();
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        holes.push((listener.local_addr().unwrap(), listener));
+    }
+    let fill = holes.iter().map(|(addr, _)| {
+        let addr = *addr;
+        async move {
+            let mut streams = Vec::new();
+            for _ in 0..8 {
+                match tokio::time::timeout(
+                    Duration::from_millis(300),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => streams.push(s),
+                    _ => return streams,
+                }
+            }
+            panic!("accept queue of {addr} never filled");
+        }
+    });
+    let filled = futures_util::future::join_all(fill).await;
+    holes
+        .into_iter()
+        .zip(filled)
+        .map(|((addr, l), streams)| (addr, l, streams))
+        .collect()
 }
