@@ -414,3 +414,27 @@ async fn a_thousand_backends_with_blackholes_are_all_probed_every_interval() {
     .await;
     drop(holes);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sticky_cookie_is_secure_on_tls() {
+    let a = TestBackend::start("a").await;
+    let doc = format!("sticky_sessions: true\n{}", route("s.example.com", "", &[&a]));
+    let options = ProxyOptions { tls: true, ..hc("") };
+    let proxy = Proxy::start_with(&doc, options).await;
+    let tls = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let resp = tls
+        .get(format!("https://127.0.0.1:{}/", proxy.tls_port.unwrap()))
+        .header("host", "s.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set = cookie_of(&resp).expect("no cookie");
+    assert!(set.ends_with("; Secure"), "{set}");
+    let echo = Echo::parse(&resp.text().await.unwrap());
+    assert_eq!(echo.headers["x-forwarded-proto"], "https");
+}
