@@ -10,3 +10,5 @@ pub mod providers;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod tls;
+pub mod watch;

@@ -16,6 +16,9 @@ use crate::lifecycle::{InFlight, ShutdownSignals};
 use crate::providers::FileProvider;
 use crate::proxy::AralezProxy;
 use crate::routing::RouteStore;
+use crate::tls::{CertStore, CertWatcher, SniCallback};
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -48,25 +51,6 @@ fn server_conf(main: &MainConfig, flags: ProcessFlags) -> ServerConf {
     conf.grace_period_seconds = Some(main.shutdown_timeout);
     conf.graceful_shutdown_timeout_seconds = Some(1);
     conf
-}
-
-/// The first `{NAME}.crt` + `{NAME}.key` pair of the certificate folder, by name.
-fn first_certificate_pair(folder: &PathBuf) -> Result<(String, String), StartError> {
-    let entries = std::fs::read_dir(folder)
-        .map_err(|e| StartError::Certificates(folder.clone(), e.to_string()))?;
-    let mut certs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "crt") && p.with_extension("key").is_file())
-        .collect();
-    certs.sort();
-    let cert = certs.into_iter().next().ok_or_else(|| {
-        StartError::Certificates(
-            folder.clone(),
-            "no NAME.crt with a matching NAME.key".into(),
-        )
-    })?;
-    let key = cert.with_extension("key");
-    Ok((cert.display().to_string(), key.display().to_string()))
 }
 
 fn health_settings(main: &MainConfig) -> HealthSettings {
@@ -131,12 +115,24 @@ impl Aralez {
             in_flight: in_flight.clone(),
         };
         let mut service = http_proxy_service(&server.configuration, proxy);
+        if let Some(app) = service.app_logic_mut() {
+            let mut options = HttpServerOptions::default();
+            // HTTP/2 with prior knowledge on the plain listener (gRPC without TLS).
+            options.h2c = main.h2c;
+            app.server_options = Some(options);
+        }
         service.add_tcp(&main.proxy_address_http);
         if let (Some(addr), Some(folder)) = (&main.proxy_address_tls, &main.proxy_certificates) {
-            let (cert, key) = first_certificate_pair(folder)?;
-            service
-                .add_tls(addr, &cert, &key)
+            let certs = CertStore::load(folder.clone())
                 .map_err(|e| StartError::Certificates(folder.clone(), e.to_string()))?;
+            let mut tls = TlsSettings::with_callbacks(Box::new(SniCallback(certs.clone())))
+                .map_err(|e| StartError::Certificates(folder.clone(), e.to_string()))?;
+            tls.enable_h2();
+            service.add_tls_with_settings(addr, None, tls);
+            server.add_service(background_service(
+                "certificate watcher",
+                CertWatcher(certs),
+            ));
         }
         server.add_service(service);
         server.add_service(background_service(

@@ -418,8 +418,14 @@ async fn a_thousand_backends_with_blackholes_are_all_probed_every_interval() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sticky_cookie_is_secure_on_tls() {
     let a = TestBackend::start("a").await;
-    let doc = format!("sticky_sessions: true\n{}", route("s.example.com", "", &[&a]));
-    let options = ProxyOptions { tls: true, ..hc("") };
+    let doc = format!(
+        "sticky_sessions: true\n{}",
+        route("s.example.com", "", &[&a])
+    );
+    let options = ProxyOptions {
+        tls: true,
+        ..hc("")
+    };
     let proxy = Proxy::start_with(&doc, options).await;
     let tls = reqwest::Client::builder()
         .no_proxy()

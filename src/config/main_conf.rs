@@ -35,6 +35,7 @@ pub const MAIN_KEYS: &[&str] = &[
     "hc_rise",
     "master_key",
     "connect_timeout",
+    "h2c",
     "shutdown_timeout",
 ];
 
@@ -91,6 +92,9 @@ pub struct MainConfig {
     pub master_key: Option<String>,
     /// Seconds to wait for an upstream TCP connection before trying the next server.
     pub connect_timeout: f64,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener. Pingora tells h2c from
+    /// HTTP/1 by the first 24 bytes, so a shorter HTTP/1.0 request waits for more bytes.
+    pub h2c: bool,
     /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_timeout: u64,
 }
@@ -121,6 +125,7 @@ impl Default for MainConfig {
             hc_rise: 1,
             master_key: None,
             connect_timeout: 2.0,
+            h2c: true,
             shutdown_timeout: 10,
         }
     }

@@ -178,10 +178,7 @@ pub enum ApplyError {
 /// and the new content survives a crash: temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let folder = crate::watch::folder_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())

@@ -1,0 +1,7 @@
+//! TLS: the certificate folder with SNI selection and hot reload.
+
+pub mod certs;
+pub mod sni;
+
+pub use certs::{CertIndex, CertPair};
+pub use sni::{CertStore, CertWatcher, SniCallback};

@@ -1,0 +1,82 @@
+//! Watching a folder for changes, debounced on the trailing edge: a burst of writes ends in
+//! one callback after the folder has been quiet for `DEBOUNCE` (or `MAX_DELAY` at most, so a
+//! busy folder cannot starve it). The folder is watched, not a file, so that saves that
+//! replace files (editor temp file + rename, Kubernetes' symlink swap) are seen too.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use log::error;
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+/// Quiet time after the last event before the callback runs.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Longest the callback waits while events keep coming.
+pub const MAX_DELAY: Duration = Duration::from_millis(800);
+
+/// Whether an event can have changed content (reads are ignored, or our own reads would
+/// trigger callbacks forever).
+fn may_change(event: &Event) -> bool {
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Calls `on_change` after each burst of changes in `folder`, until shutdown.
+pub async fn watch_folder<F, Fut>(folder: &Path, mut shutdown: ShutdownWatch, mut on_change: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
+        Ok(event) if may_change(&event) => {
+            let _ = tx.send(());
+        }
+        Ok(_) => {}
+        Err(e) => error!("file watcher error: {e}"),
+    });
+    // Kept alive for the life of the loop; dropping it stops the watch.
+    let _watcher =
+        match watcher.and_then(|mut w| w.watch(folder, RecursiveMode::NonRecursive).map(|_| w)) {
+            Ok(w) => w,
+            Err(e) => {
+                error!(
+                    "cannot watch {}: {e}; changes there will not be picked up",
+                    folder.display()
+                );
+                return;
+            }
+        };
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            event = rx.recv() => if event.is_none() { return },
+        }
+        let first = Instant::now();
+        loop {
+            let wait = DEBOUNCE.min(MAX_DELAY.saturating_sub(first.elapsed()));
+            match timeout(wait, rx.recv()).await {
+                Ok(Some(())) if first.elapsed() < MAX_DELAY => continue,
+                Ok(None) => return,
+                _ => break,
+            }
+        }
+        on_change().await;
+    }
+}
+
+/// The folder a file lives in (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
