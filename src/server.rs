@@ -112,6 +112,8 @@ impl Aralez {
             store: store.clone(),
             tls_port: main.tls_port(),
             connect_timeout: main.connect_timeout(),
+            client_read_timeout: std::time::Duration::from_secs(main.client_read_timeout),
+            websocket_idle_timeout: std::time::Duration::from_secs(main.websocket_idle_timeout),
             in_flight: in_flight.clone(),
         };
         let mut service = http_proxy_service(&server.configuration, proxy);

@@ -36,6 +36,8 @@ pub const MAIN_KEYS: &[&str] = &[
     "master_key",
     "connect_timeout",
     "h2c",
+    "client_read_timeout",
+    "websocket_idle_timeout",
     "shutdown_timeout",
 ];
 
@@ -95,6 +97,10 @@ pub struct MainConfig {
     /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener. Pingora tells h2c from
     /// HTTP/1 by the first 24 bytes, so a shorter HTTP/1.0 request waits for more bytes.
     pub h2c: bool,
+    /// Seconds a client may stay silent while sending a request (HTTP/1.x).
+    pub client_read_timeout: u64,
+    /// Seconds a WebSocket may stay idle (no frame either way) before it is closed.
+    pub websocket_idle_timeout: u64,
     /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_timeout: u64,
 }
@@ -126,6 +132,8 @@ impl Default for MainConfig {
             master_key: None,
             connect_timeout: 2.0,
             h2c: true,
+            client_read_timeout: 60,
+            websocket_idle_timeout: 3600,
             shutdown_timeout: 10,
         }
     }
@@ -202,6 +210,12 @@ impl MainConfig {
         }
         if self.hc_interval == 0 {
             sink.push("hc_interval", "must be at least 1 second");
+        }
+        if self.client_read_timeout == 0 {
+            sink.push("client_read_timeout", "must be at least 1 second");
+        }
+        if self.websocket_idle_timeout == 0 {
+            sink.push("websocket_idle_timeout", "must be at least 1 second");
         }
         if self.hc_fall == 0 {
             sink.push("hc_fall", "must be at least 1");

@@ -21,6 +21,8 @@ pub struct RequestCtx {
     pub cookie_backend: Option<usize>,
     /// Whether the client connection is TLS.
     pub tls: bool,
+    /// Whether this is an upgrade (WebSocket) request.
+    pub upgrade: bool,
     /// Counts this request as in flight until it ends, for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }
@@ -35,6 +37,7 @@ impl RequestCtx {
             backend: None,
             cookie_backend: None,
             tls: false,
+            upgrade: false,
             _in_flight: in_flight,
         }
     }

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use log::{debug, warn};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
+use pingora::protocols::ALPN;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
@@ -30,6 +31,10 @@ pub struct AralezProxy {
     /// Port of the TLS listener, for `to_https` redirects.
     pub tls_port: Option<u16>,
     pub connect_timeout: Duration,
+    /// Read timeout of client connections (HTTP/1.x).
+    pub client_read_timeout: Duration,
+    /// Idle limit of upgraded (WebSocket) connections, both sides.
+    pub websocket_idle_timeout: Duration,
     pub in_flight: InFlight,
 }
 
@@ -139,6 +144,13 @@ impl ProxyHttp for AralezProxy {
                 return Ok(true);
             }
         }
+        ctx.upgrade = session.is_upgrade_req();
+        // Pingora's 60 s default would cut idle WebSockets; they get their own limit.
+        session.set_read_timeout(Some(if ctx.upgrade {
+            self.websocket_idle_timeout
+        } else {
+            self.client_read_timeout
+        }));
         ctx.ticket = route.balancer.ticket();
         if route.sticky {
             ctx.cookie_backend = sticky_backend(&route, session.req_header());
@@ -171,6 +183,11 @@ impl ProxyHttp for AralezProxy {
         ctx.backend = Some(index);
         let mut peer = HttpPeer::new(route.backends[index].addr, false, String::new());
         peer.options.connection_timeout = Some(self.connect_timeout);
+        if ctx.upgrade {
+            // WebSocket needs HTTP/1.1 upstream, and stays open while frames flow.
+            peer.options.alpn = ALPN::H1;
+            peer.options.read_timeout = Some(self.websocket_idle_timeout);
+        }
         Ok(Box::new(peer))
     }
 

@@ -240,6 +240,9 @@ async fn handle(state: &Shared, req: Request) -> axum::response::Response {
     state.served.fetch_add(1, Ordering::SeqCst);
     let who = state.who.as_str();
     let path = req.uri().path().to_string();
+    if path.starts_with("/__ws") {
+        return websocket_echo(who.to_string(), req).await;
+    }
     if path == "/__upload" {
         let mut stream = req.into_body().into_data_stream();
         let mut total: u64 = 0;
@@ -277,6 +280,35 @@ async fn handle(state: &Shared, req: Request) -> axum::response::Response {
         ));
     }
     axum::response::Response::new(Body::from(body))
+}
+
+/// `/__ws`: greets with `hello from NAME, x-proxy-from=VALUE`, then echoes every message.
+async fn websocket_echo(who: String, req: Request) -> axum::response::Response {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::extract::FromRequest;
+    use axum::response::IntoResponse;
+    let header = req
+        .headers()
+        .get("x-proxy-from")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let upgrade = match WebSocketUpgrade::from_request(req, &()).await {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    upgrade.on_upgrade(move |mut socket| async move {
+        let hello = format!("hello from {who}, x-proxy-from={header}");
+        if socket.send(Message::Text(hello.into())).await.is_err() {
+            return;
+        }
+        while let Some(Ok(msg)) = socket.recv().await {
+            // The close reply is sent by the library on the next read.
+            if !matches!(msg, Message::Close(_)) && socket.send(msg).await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// What an echo backend reported.
