@@ -248,9 +248,9 @@ async fn concurrent_pushes_leave_live_table_and_file_equal() {
         assert_eq!(p.await.unwrap().unwrap(), 200);
     }
     let c = client();
-    let live = served_by(&c, &proxy, "p.example.com")
-        .await
-        .expect("route gone");
+    let (status, body) = get(&c, &proxy, "p.example.com", "/").await;
+    assert_eq!(status, 200, "{body}\n{}", proxy.log());
+    let live = Echo::parse(&body).backend;
     let on_disk = std::fs::read_to_string(proxy.upstreams_path()).unwrap();
     let index = docs
         .iter()

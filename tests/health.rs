@@ -255,7 +255,7 @@ async fn sticky_get(
         req = req.header("cookie", format!("theme=dark; {cookie}"));
     }
     let resp = req.send().await.unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.status(), 200, "{}", proxy.log());
     let set = cookie_of(&resp);
     (Echo::parse(&resp.text().await.unwrap()).backend, set)
 }
@@ -355,67 +355,6 @@ async fn backend_down_at_reload_time_comes_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_thousand_backends_with_blackholes_are_all_probed_every_interval() {
-    let mut healthy = Vec::new();
-    for i in 0..900 {
-        healthy.push(TestBackend::start(&format!("h{i}")).await);
-    }
-    let holes = blackholes(100).await;
-    let mut servers: Vec<String> = healthy
-        .iter()
-        .map(|b| format!("\"{}\"", b.server()))
-        .collect();
-    servers.extend(holes.iter().map(|(addr, ..)| format!("\"{addr}\"")));
-    let doc = format!(
-        "upstreams:\n  big.example.com:\n    paths:\n      \"/\":\n        servers: [{}]\n",
-        servers.join(", ")
-    );
-    let proxy = Proxy::start_with(&doc, hc("")).await;
-    // The first round runs at start; within two more intervals every healthy backend has been
-    // probed again, blackholes notwithstanding.
-    wait_for(
-        3 * INTERVAL,
-        "every healthy backend to be probed twice",
-        || async { healthy.iter().all(|b| b.probe_count() >= 2).then_some(()) },
-    )
-    .await;
-    let status: serde_json::Value = client()
-        .get(proxy.api_url("/status"))
-        .header("x-api-key", "sticky-key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let backends = status["hosts"][0]["paths"][0]["backends"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let up = backends.iter().filter(|b| b["health"] == "up").count();
-    assert!(up >= 900, "{up} up");
-    wait_for(3 * INTERVAL, "blackholes to be marked down", || async {
-        let s: serde_json::Value = client()
-            .get(proxy.api_url("/status"))
-            .header("x-api-key", "sticky-key")
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let down = s["hosts"][0]["paths"][0]["backends"]
-            .as_array()?
-            .iter()
-            .filter(|b| b["health"] == "down")
-            .count();
-        (down == 100).then_some(())
-    })
-    .await;
-    drop(holes);
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn sticky_cookie_is_secure_on_tls() {
     let a = TestBackend::start("a").await;
     let doc = format!(
@@ -427,8 +366,10 @@ async fn sticky_cookie_is_secure_on_tls() {
         ..hc("")
     };
     let proxy = Proxy::start_with(&doc, options).await;
+    // HTTP/1.1: an h2 client may not send a Host that differs from :authority.
     let tls = reqwest::Client::builder()
         .no_proxy()
+        .http1_only()
         .danger_accept_invalid_certs(true)
         .build()
         .unwrap();

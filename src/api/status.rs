@@ -48,7 +48,8 @@ pub fn describe(table: &RoutingTable) -> Value {
                                     (true, true) => "up",
                                     (true, false) => "down",
                                 },
-                                "tls": false,
+                                "tls": b.health.protocol().tls,
+                                "protocol": crate::tls::detect::describe(b.health.protocol()),
                             })
                         })
                         .collect();

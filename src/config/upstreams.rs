@@ -25,6 +25,7 @@ const PATH_KEYS: &[&str] = &[
     "servers",
     "strategy",
     "healthcheck",
+    "tls_verify",
     "headers",
     "to_https",
     "authorization",
@@ -126,6 +127,8 @@ pub struct PathConfig {
     pub strategy: Option<Strategy>,
     /// false: never probe this path's servers; they stay in rotation.
     pub healthcheck: bool,
+    /// Verify TLS backends' certificates against the system roots and the request host.
+    pub tls_verify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,6 +341,7 @@ impl Walker<'_> {
             sticky_sessions: None,
             strategy: None,
             healthcheck: true,
+            tls_verify: false,
         };
         let mut saw_servers = false;
         for (key, value) in body {
@@ -356,6 +360,7 @@ impl Walker<'_> {
                 "sticky_sessions" => route.sticky_sessions = self.boolean(value, &key_path),
                 "strategy" => route.strategy = self.strategy(value, &key_path),
                 "healthcheck" => route.healthcheck = self.boolean(value, &key_path).unwrap_or(true),
+                "tls_verify" => route.tls_verify = self.boolean(value, &key_path).unwrap_or(false),
                 other => self.sink.unknown_key(path, other, PATH_KEYS),
             }
         }

@@ -4,5 +4,5 @@ pub mod probe;
 pub mod registry;
 pub mod task;
 
-pub use registry::{BackendHealth, BackendKey, HealthRegistry};
+pub use registry::{BackendHealth, BackendKey, HealthRegistry, Protocol};
 pub use task::{HealthChecker, HealthSettings};

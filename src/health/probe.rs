@@ -28,9 +28,10 @@ impl Prober {
         Ok(Prober { client, method })
     }
 
-    /// Whether the backend answered below 500 within the timeout.
-    pub async fn probe(&self, key: BackendKey, host: &str) -> bool {
-        let scheme = if key.tls { "https" } else { "http" };
+    /// Whether the backend answered below 500 within the timeout, in the protocol it was
+    /// detected to speak.
+    pub async fn probe(&self, key: BackendKey, tls: bool, host: &str) -> bool {
+        let scheme = if tls { "https" } else { "http" };
         let url = format!("{scheme}://{}/", key.addr);
         let mut request = self.client.request(self.method.clone(), url);
         if !host.is_empty() {

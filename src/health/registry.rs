@@ -3,17 +3,29 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
-/// Identifies a backend across routes and reloads.
+/// Identifies a backend across routes and reloads. Whether it speaks TLS is detected, not
+/// configured, so it is part of the backend's state rather than of its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BackendKey {
     pub addr: SocketAddr,
-    pub tls: bool,
 }
+
+/// What a backend speaks, as detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Protocol {
+    pub tls: bool,
+    /// HTTP/2: chosen by ALPN over TLS, or h2c with prior knowledge in plain.
+    pub h2: bool,
+}
+
+const DETECTED: u8 = 1;
+const TLS: u8 = 2;
+const H2: u8 = 4;
 
 /// What is known about one backend. Read on every request: atomics only.
 #[derive(Debug)]
@@ -23,6 +35,8 @@ pub struct BackendHealth {
     passes: AtomicU32,
     /// A probe is running; the next round skips this backend rather than pile up.
     probing: AtomicBool,
+    /// `DETECTED | TLS | H2` bits.
+    protocol: AtomicU8,
 }
 
 impl Default for BackendHealth {
@@ -32,6 +46,7 @@ impl Default for BackendHealth {
             fails: AtomicU32::new(0),
             passes: AtomicU32::new(0),
             probing: AtomicBool::new(false),
+            protocol: AtomicU8::new(0),
         }
     }
 }
@@ -69,6 +84,25 @@ impl BackendHealth {
 
     pub fn end_probe(&self) {
         self.probing.store(false, Ordering::Release);
+    }
+
+    /// The detected protocol (plain HTTP/1.1 until detection succeeds).
+    pub fn protocol(&self) -> Protocol {
+        let bits = self.protocol.load(Ordering::Relaxed);
+        Protocol {
+            tls: bits & TLS != 0,
+            h2: bits & H2 != 0,
+        }
+    }
+
+    /// Whether detection has succeeded at least once.
+    pub fn detected(&self) -> bool {
+        self.protocol.load(Ordering::Relaxed) & DETECTED != 0
+    }
+
+    pub fn set_protocol(&self, p: Protocol) {
+        let bits = DETECTED | if p.tls { TLS } else { 0 } | if p.h2 { H2 } else { 0 };
+        self.protocol.store(bits, Ordering::Relaxed);
     }
 }
 
@@ -128,7 +162,6 @@ mod tests {
         let r = HealthRegistry::default();
         let key = BackendKey {
             addr: "127.0.0.1:1".parse().unwrap(),
-            tls: false,
         };
         r.entry(key).mark_down();
         assert!(!r.entry(key).is_up());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::Semaphore;
@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use super::probe::Prober;
 use super::registry::{BackendHealth, BackendKey, HealthRegistry};
 use crate::routing::{RouteStore, RoutingTable};
+use crate::tls::detect::{describe, detect};
 
 /// Most probes in flight at once.
 const MAX_CONCURRENT_PROBES: usize = 1024;
@@ -66,6 +67,19 @@ fn targets(table: &RoutingTable) -> (Vec<Target>, HashSet<BackendKey>) {
     (probe.into_values().collect(), all)
 }
 
+/// Detects the protocol first if that has never succeeded, then probes in it.
+async fn check(prober: &Prober, target: &Target, timeout: Duration) -> bool {
+    if !target.health.detected() {
+        match detect(target.key.addr, &target.host, timeout).await {
+            Some(p) => target.health.set_protocol(p),
+            None => return false,
+        }
+    }
+    prober
+        .probe(target.key, target.health.protocol().tls, &target.host)
+        .await
+}
+
 impl HealthChecker {
     pub fn new(
         store: Arc<RouteStore>,
@@ -89,9 +103,10 @@ impl HealthChecker {
             }
             let (prober, permits) = (prober.clone(), permits.clone());
             let (fall, rise) = (self.settings.fall, self.settings.rise);
+            let timeout = self.settings.timeout;
             tokio::spawn(async move {
                 let ok = match permits.acquire().await {
-                    Ok(_permit) => prober.probe(target.key, &target.host).await,
+                    Ok(_permit) => check(&prober, &target, timeout).await,
                     Err(_) => false,
                 };
                 match target.health.record(ok, fall, rise) {
@@ -99,10 +114,17 @@ impl HealthChecker {
                         "backend {} of {} is down: health check failed",
                         target.key.addr, target.route
                     ),
-                    Some(true) => info!(
-                        "backend {} of {} is up again",
-                        target.key.addr, target.route
-                    ),
+                    Some(true) => {
+                        info!(
+                            "backend {} of {} is up again",
+                            target.key.addr, target.route
+                        );
+                        // It may have come back as something else (e.g. now with TLS).
+                        if let Some(p) = detect(target.key.addr, &target.host, timeout).await {
+                            target.health.set_protocol(p);
+                            debug!("backend {} speaks {}", target.key.addr, describe(p));
+                        }
+                    }
                     None => {}
                 }
                 target.health.end_probe();

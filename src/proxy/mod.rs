@@ -3,7 +3,9 @@
 
 mod context;
 mod forwarded;
+mod grpc;
 mod local;
+mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,6 @@ use async_trait::async_trait;
 use log::{debug, warn};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::protocols::ALPN;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
@@ -84,6 +85,17 @@ fn sticky_backend(route: &Route, req: &RequestHeader) -> Option<usize> {
         .backends
         .iter()
         .position(|b| &*b.sticky_id == id && (!route.healthcheck || b.health.is_up()))
+}
+
+/// `example.com:8080` -> `example.com` (for SNI).
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &h[1..]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
 }
 
 fn is_tls(session: &Session) -> bool {
@@ -165,7 +177,7 @@ impl ProxyHttp for AralezProxy {
     /// route's order, then the rest; each at most once.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let route = ctx.route.as_ref().ok_or_else(|| {
@@ -181,13 +193,19 @@ impl ProxyHttp for AralezProxy {
             })?,
         };
         ctx.backend = Some(index);
-        let mut peer = HttpPeer::new(route.backends[index].addr, false, String::new());
-        peer.options.connection_timeout = Some(self.connect_timeout);
-        if ctx.upgrade {
-            // WebSocket needs HTTP/1.1 upstream, and stays open while frames flow.
-            peer.options.alpn = ALPN::H1;
-            peer.options.read_timeout = Some(self.websocket_idle_timeout);
-        }
+        let backend = &route.backends[index];
+        let sni = host_without_port(request_host(session.req_header())).to_string();
+        let peer = upstream::peer(
+            backend,
+            sni,
+            &upstream::PeerSettings {
+                connect_timeout: self.connect_timeout,
+                websocket_idle_timeout: self.websocket_idle_timeout,
+                verify: route.tls_verify,
+                upgrade: ctx.upgrade,
+                downstream_h2: session.is_http2(),
+            },
+        );
         Ok(Box::new(peer))
     }
 
@@ -276,7 +294,7 @@ impl ProxyHttp for AralezProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        _ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
@@ -289,14 +307,17 @@ impl ProxyHttp for AralezProxy {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if code > 0 {
-            if matches!(
-                e.etype(),
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout
-            ) && code == 502
-            {
-                debug!("backend {} timed out", ctx.backend_name());
+        if code >= 500 && grpc::is_grpc(session.req_header()) {
+            // gRPC clients read errors from grpc-status, not from the HTTP status.
+            if let Err(err) = grpc::respond_unavailable(session).await {
+                debug!("could not send the gRPC error: {err}");
             }
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
+        }
+        if code > 0 {
             let body = local::error_body(code);
             if let Err(err) = session
                 .respond_error_with_body(code, bytes::Bytes::from_static(body.as_bytes()))

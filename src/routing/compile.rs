@@ -51,7 +51,7 @@ pub fn compile(
                     Ok(addrs) => {
                         for addr in addrs {
                             distinct.insert(addr);
-                            let key = BackendKey { addr, tls: false };
+                            let key = BackendKey { addr };
                             backends.push(Backend {
                                 addr,
                                 key,
@@ -83,6 +83,7 @@ pub fn compile(
                 strategy: path.strategy.unwrap_or(config.strategy),
                 sticky: path.sticky_sessions.unwrap_or(config.sticky_sessions),
                 healthcheck: path.healthcheck,
+                tls_verify: path.tls_verify,
                 balancer: RoundRobin::default(),
             }));
         }

@@ -15,6 +15,7 @@ use crate::config::{ConfigError, Issue, UpstreamsConfig, ValidationContext};
 use super::compile::{compile, CompileEnv, Resolver};
 use super::table::{RoutingTable, Summary};
 use crate::health::HealthRegistry;
+use crate::tls::detect::detect_all;
 
 /// What `apply` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +149,7 @@ impl RouteStore {
         }
         let table = build(text, source, self.ctx, writer.generation + 1, &self.env())
             .map_err(ApplyError::Config)?;
+        detect_new_backends(&table);
         if let Some(path) = persist {
             write_atomic(path, text).map_err(|source| ApplyError::Persist {
                 path: path.to_path_buf(),
@@ -160,6 +162,26 @@ impl RouteStore {
         writer.live_text = Some(text.to_string());
         Ok(ApplyOutcome::Applied(summary))
     }
+}
+
+/// Most time detection of new backends may add to an apply.
+const DETECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Finds out what backends never seen before speak, so that the first request to them goes
+/// out in the right protocol.
+fn detect_new_backends(table: &RoutingTable) {
+    let mut seen = std::collections::HashSet::new();
+    let mut targets = Vec::new();
+    for (host, routes) in table.hosts() {
+        for route in routes.routes() {
+            for b in route.backends.iter() {
+                if !b.health.detected() && seen.insert(b.addr) {
+                    targets.push((b.addr, host.to_string(), b.health.clone()));
+                }
+            }
+        }
+    }
+    detect_all(targets, DETECT_LIMIT);
 }
 
 /// Why a document did not go live.

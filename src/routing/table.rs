@@ -40,6 +40,8 @@ pub struct Route {
     pub sticky: bool,
     /// Whether health decides rotation (false: every backend always in rotation).
     pub healthcheck: bool,
+    /// Verify the certificates of TLS backends.
+    pub tls_verify: bool,
     pub balancer: RoundRobin,
 }
 
@@ -188,6 +190,7 @@ mod tests {
             strategy: Strategy::RoundRobin,
             sticky: false,
             healthcheck: true,
+            tls_verify: false,
             balancer: RoundRobin::default(),
         })
     }

@@ -1,6 +1,7 @@
 //! TLS: the certificate folder with SNI selection and hot reload.
 
 pub mod certs;
+pub mod detect;
 pub mod sni;
 
 pub use certs::{CertIndex, CertPair};
