@@ -195,6 +195,52 @@ impl TestBackend {
         }
     }
 
+    /// Like `start`, but speaking TLS with a self-signed certificate; ALPN offers h2 and
+    /// HTTP/1.1. (Not killable.)
+    pub async fn start_tls(name: &str) -> TestBackend {
+        use pingora::tls::ssl::{select_next_proto, AlpnError, SslAcceptor, SslMethod};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["tls-backend.test".to_string()]).unwrap();
+        let cert = pingora::tls::x509::X509::from_pem(ck.cert.pem().as_bytes()).unwrap();
+        let key =
+            pingora::tls::pkey::PKey::private_key_from_pem(ck.key_pair.serialize_pem().as_bytes())
+                .unwrap();
+        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        acceptor.set_certificate(&cert).unwrap();
+        acceptor.set_private_key(&key).unwrap();
+        acceptor.set_alpn_select_callback(|_, offered| {
+            select_next_proto(b"\x02h2\x08http/1.1", offered).ok_or(AlpnError::NOACK)
+        });
+        let tls = aralez::tls::TlsListener::start(listener, acceptor.build()).unwrap();
+        let shared = Arc::new(Shared {
+            who: name.to_string(),
+            slow: Arc::new(AtomicUsize::new(0)),
+            served: Arc::new(AtomicUsize::new(0)),
+            probes: Arc::new(Mutex::new(Vec::new())),
+            probe_status: Arc::new(AtomicU16::new(200)),
+        });
+        let state = shared.clone();
+        let app = Router::new().fallback(move |req: Request| {
+            let state = state.clone();
+            async move { handle(&state, req).await }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(tls, app).await;
+        });
+        TestBackend {
+            name: name.to_string(),
+            addr,
+            slow_in_progress: shared.slow.clone(),
+            connections: Arc::new(AtomicUsize::new(0)),
+            served: shared.served.clone(),
+            probes: shared.probes.clone(),
+            probe_status: shared.probe_status.clone(),
+            killed: Arc::new(AtomicBool::new(false)),
+            task,
+        }
+    }
+
     /// Stops accepting (new connections are refused) and stops reading on open connections.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
