@@ -257,3 +257,16 @@ async fn tls_and_plain_backends_in_one_route_are_detected() {
     assert_eq!(seen.get("secure"), Some(&5), "{seen:?}");
     assert_eq!(seen.get("plain"), Some(&5), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_verify_refuses_a_self_signed_backend() {
+    let secure = TestBackend::start_tls("secure").await;
+    let doc = format!(
+        "upstreams:\n  v.example.com:\n    paths:\n      \"/\":\n        servers: [\"{s}\"]\n      \"/strict\":\n        tls_verify: true\n        servers: [\"{s}\"]\n",
+        s = secure.server()
+    );
+    let proxy = Proxy::start(&doc).await;
+    let c = client();
+    assert_eq!(get(&c, &proxy, "v.example.com", "/").await.0, 200);
+    assert_eq!(get(&c, &proxy, "v.example.com", "/strict").await.0, 502);
+}
