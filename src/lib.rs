@@ -1,11 +1,13 @@
 //! Aralez: a reverse proxy on Cloudflare's Pingora with live-reloadable routing.
 
+pub mod access_log;
 pub mod api;
 pub mod auth;
 pub mod balance;
 pub mod config;
 pub mod health;
 pub mod lifecycle;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod routing;

@@ -69,7 +69,10 @@ impl ShutdownSignalWatch for ShutdownSignals {
             _ = next(&mut term) => "SIGTERM",
             _ = next(&mut int) => "SIGINT",
             _ = next(&mut quit) => {
-                info!("SIGQUIT: handing listeners over and draining");
+                info!("SIGQUIT: handing listeners over to the new process, then draining");
+                // Pingora keeps accepting beside the new process for 5 s, then stops; only
+                // after that can the drain end.
+                exit_when_drained(self.in_flight.clone(), UPGRADE_OVERLAP, self.drain_timeout);
                 return ShutdownSignal::GracefulUpgrade;
             }
         };
@@ -78,16 +81,21 @@ impl ShutdownSignalWatch for ShutdownSignals {
             self.drain_timeout.as_secs(),
             self.in_flight.count()
         );
-        exit_when_drained(self.in_flight.clone(), self.drain_timeout);
+        exit_when_drained(self.in_flight.clone(), Duration::ZERO, self.drain_timeout);
         ShutdownSignal::GracefulTerminate
     }
 }
 
-/// Exits the process once no request is in flight. Past the timeout pingora's own grace
-/// period ends and it stops the runtimes itself.
-fn exit_when_drained(in_flight: InFlight, timeout: Duration) {
-    let started = Instant::now();
+/// How long an upgrading process keeps accepting beside its successor (Pingora's
+/// `CLOSE_TIMEOUT`, 5 s), plus a margin.
+const UPGRADE_OVERLAP: Duration = Duration::from_secs(6);
+
+/// Exits the process once no request is in flight, looking from `after` on. Past the timeout
+/// pingora's own grace period ends and it stops the runtimes itself.
+fn exit_when_drained(in_flight: InFlight, after: Duration, timeout: Duration) {
     std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let started = Instant::now();
         while in_flight.count() > 0 && started.elapsed() < timeout {
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -93,7 +93,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     ));
     let file = main.upstreams_conf.display().to_string();
     let text = read_file(&main.upstreams_conf).map_err(as_report)?;
-    let summary = store.apply(&text, &file).map_err(as_report)?.summary();
+    let outcome = store.apply(&text, &file).map_err(as_report)?;
+    aralez::metrics::count_reload("startup", &outcome);
+    let summary = outcome.summary();
     info!("loaded {file}: {summary}");
 
     let flags = ProcessFlags {

@@ -68,7 +68,11 @@ fn health_settings(main: &MainConfig) -> HealthSettings {
     }
 }
 
-fn api_service(main: &MainConfig, store: Arc<RouteStore>) -> Result<ApiService, StartError> {
+fn api_service(
+    main: &MainConfig,
+    store: Arc<RouteStore>,
+    in_flight: InFlight,
+) -> Result<ApiService, StartError> {
     let tls = match (
         &main.config_tls_address,
         &main.config_tls_certificate,
@@ -82,6 +86,7 @@ fn api_service(main: &MainConfig, store: Arc<RouteStore>) -> Result<ApiService, 
         store,
         master_key: main.master_key.clone(),
         upstreams_path: main.upstreams_conf.clone(),
+        in_flight,
     };
     Ok(ApiService::new(state, listeners))
 }
@@ -108,6 +113,11 @@ impl Aralez {
         server.bootstrap();
 
         let in_flight = InFlight::default();
+        let access_log = main.access_log().map(|(target, format)| {
+            let (log, writer) = crate::access_log::channel(target, format);
+            server.add_service(background_service("access log", writer));
+            log
+        });
         let proxy = AralezProxy {
             store: store.clone(),
             tls_port: main.tls_port(),
@@ -115,6 +125,7 @@ impl Aralez {
             client_read_timeout: std::time::Duration::from_secs(main.client_read_timeout),
             websocket_idle_timeout: std::time::Duration::from_secs(main.websocket_idle_timeout),
             in_flight: in_flight.clone(),
+            access_log,
         };
         let mut service = http_proxy_service(&server.configuration, proxy);
         if let Some(app) = service.app_logic_mut() {
@@ -145,7 +156,10 @@ impl Aralez {
             "health checks",
             HealthChecker::new(store.clone(), store.health().clone(), health_settings(main)),
         ));
-        server.add_service(background_service("config API", api_service(main, store)?));
+        server.add_service(background_service(
+            "config API",
+            api_service(main, store, in_flight.clone())?,
+        ));
         Ok(Aralez {
             server,
             in_flight,

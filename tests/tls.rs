@@ -80,7 +80,7 @@ async fn tls_proxy(setup: impl FnOnce(&Path)) -> (Proxy, TestBackend) {
 
 async fn eventually_served(port: u16, sni: Option<&'static str>, name: &'static str) {
     wait_for(
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         &format!("{name} served for {sni:?}"),
         || async move {
             let names = tokio::task::spawn_blocking(move || served_names(port, sni))
@@ -145,7 +145,7 @@ async fn certificates_added_broken_and_late_keys() {
     std::fs::write(certs.join("broken.crt"), "not a certificate").unwrap();
     std::fs::write(certs.join("broken.key"), "not a key").unwrap();
     wait_for(
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         "the broken pair to be reported",
         || async {
             proxy
@@ -167,7 +167,7 @@ async fn certificates_added_broken_and_late_keys() {
     write_pair(tmp.path(), "d", &["d.example.com"], None);
     std::fs::copy(tmp.path().join("d.crt"), certs.join("d.crt")).unwrap();
     wait_for(
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         "the missing key to be reported",
         || async { proxy.log().contains("d.crt: no matching key").then_some(()) },
     )
@@ -180,7 +180,7 @@ async fn certificates_added_broken_and_late_keys() {
     std::fs::copy(tmp.path().join("other.crt"), certs.join("e.crt")).unwrap();
     std::fs::copy(tmp.path().join("d.key"), certs.join("e.key")).unwrap();
     wait_for(
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         "the mismatch to be reported",
         || async {
             proxy

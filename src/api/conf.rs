@@ -11,6 +11,7 @@ use log::{info, warn};
 
 use super::keys::{require_key, KeyQuery};
 use super::{error, ApiState};
+use crate::metrics::{count_reload, METRICS};
 use crate::routing::{ApplyError, ApplyOutcome};
 
 /// How pushed documents are named in error messages.
@@ -42,6 +43,7 @@ pub async fn post_conf(
             if changed {
                 info!("config pushed through the API is live: {s}");
             }
+            count_reload("api", &outcome);
             Json(serde_json::json!({
                 "status": "applied",
                 "changed": changed,
@@ -53,6 +55,10 @@ pub async fn post_conf(
             .into_response()
         }
         Ok(Err(ApplyError::Config(e))) => {
+            METRICS
+                .config_reloads
+                .with_label_values(&["api", "error"])
+                .inc();
             warn!("config push refused:\n{e}");
             error(StatusCode::BAD_REQUEST, e.to_string())
         }

@@ -36,14 +36,28 @@ pub struct ApiListeners {
     tls: Option<(std::net::TcpListener, SslAcceptor)>,
 }
 
+/// Binds with SO_REUSEPORT so that a new process started for a zero-downtime upgrade (`-u`)
+/// can listen on the API address while the old one is still draining.
 fn bind(addr: &str) -> Result<std::net::TcpListener, ListenError> {
-    let listener = std::net::TcpListener::bind(addr)
-        .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|source| ListenError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-    Ok(listener)
+    let fail = |source: std::io::Error| ListenError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let sockaddr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(sockaddr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_reuse_port(true).map_err(fail)?;
+    socket.bind(&sockaddr.into()).map_err(fail)?;
+    socket.listen(1024).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket.into())
 }
 
 fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, ListenError> {

@@ -18,6 +18,8 @@ use axum::{Json, Router};
 
 pub use listen::{ApiListeners, ApiService};
 
+use crate::lifecycle::InFlight;
+use crate::metrics::METRICS;
 use crate::routing::RouteStore;
 
 /// Largest `POST /conf` body.
@@ -30,6 +32,8 @@ pub struct ApiState {
     pub master_key: Option<String>,
     /// Where pushed documents are saved, so that a restart serves them.
     pub upstreams_path: PathBuf,
+    /// Requests in flight, for the metrics.
+    pub in_flight: InFlight,
 }
 
 /// The API's routes. Wrong methods get 405, bodies over `MAX_BODY` get 413.
@@ -38,8 +42,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/conf", post(conf::post_conf))
         .route("/jwt", post(jwt::post_jwt))
         .route("/status", get(status::get_status))
+        .route("/metrics", get(get_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text format, no key (scrapers rarely carry one).
+async fn get_metrics(axum::extract::State(state): axum::extract::State<Arc<ApiState>>) -> Response {
+    let body = METRICS.render(&state.store.load(), state.in_flight.count());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// A JSON `{"error": "..."}` answer.

@@ -125,7 +125,7 @@ fn query_token(req: &RequestHeader) -> Option<&str> {
 
 /// The URI without `name=...` in its query, or None when it has no such parameter. The other
 /// parameters keep their exact bytes and order.
-fn without_query_param(uri: &http::Uri, name: &str) -> Option<http::Uri> {
+pub fn without_query_param(uri: &http::Uri, name: &str) -> Option<http::Uri> {
     let query = uri.query()?;
     let is_param = |pair: &&str| pair.split('=').next() == Some(name);
     if !query.split('&').any(|p| is_param(&p)) {

@@ -37,6 +37,8 @@ pub const MAIN_KEYS: &[&str] = &[
     "connect_timeout",
     "h2c",
     "client_read_timeout",
+    "access_log",
+    "access_log_format",
     "websocket_idle_timeout",
     "shutdown_timeout",
 ];
@@ -97,6 +99,10 @@ pub struct MainConfig {
     /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener. Pingora tells h2c from
     /// HTTP/1 by the first 24 bytes, so a shorter HTTP/1.0 request waits for more bytes.
     pub h2c: bool,
+    /// `off`, `stdout`, or a file path.
+    pub access_log: String,
+    /// `json` or `combined`.
+    pub access_log_format: String,
     /// Seconds a client may stay silent while sending a request (HTTP/1.x).
     pub client_read_timeout: u64,
     /// Seconds a WebSocket may stay idle (no frame either way) before it is closed.
@@ -132,6 +138,8 @@ impl Default for MainConfig {
             master_key: None,
             connect_timeout: 2.0,
             h2c: true,
+            access_log: "off".into(),
+            access_log_format: "json".into(),
             client_read_timeout: 60,
             websocket_idle_timeout: 3600,
             shutdown_timeout: 10,
@@ -145,8 +153,10 @@ impl MainConfig {
         let file = path.display().to_string();
         let text = read_file(path)?;
         let mut config = Self::parse(&text, &file)?;
+        // Absolute, because the daemon changes its working folder to `/`.
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        config.resolve_paths(base);
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        config.resolve_paths(&base);
         Ok(config)
     }
 
@@ -211,6 +221,15 @@ impl MainConfig {
         if self.hc_interval == 0 {
             sink.push("hc_interval", "must be at least 1 second");
         }
+        if !["json", "combined"].contains(&self.access_log_format.as_str()) {
+            sink.push(
+                "access_log_format",
+                format!("{:?} is not json or combined", self.access_log_format),
+            );
+        }
+        if self.access_log.is_empty() {
+            sink.push("access_log", "must be off, stdout or a file path");
+        }
         if self.client_read_timeout == 0 {
             sink.push("client_read_timeout", "must be at least 1 second");
         }
@@ -258,6 +277,11 @@ impl MainConfig {
         resolve(&mut self.pid_file);
         resolve(&mut self.upgrade_sock);
         resolve(&mut self.upstreams_conf);
+        if !["off", "stdout"].contains(&self.access_log.as_str()) {
+            let mut p = PathBuf::from(&self.access_log);
+            resolve(&mut p);
+            self.access_log = p.display().to_string();
+        }
         for p in [
             &mut self.error_log,
             &mut self.config_tls_certificate,
@@ -291,6 +315,21 @@ impl MainConfig {
     /// How long a health probe may take: the smaller of `hc_interval` and 2 s.
     pub fn probe_timeout(&self) -> Duration {
         Duration::from_secs(self.hc_interval.min(2))
+    }
+
+    /// The access log's target and format, or None when it is off.
+    pub fn access_log(&self) -> Option<(crate::access_log::Target, crate::access_log::Format)> {
+        use crate::access_log::{Format, Target};
+        let format = if self.access_log_format == "combined" {
+            Format::Combined
+        } else {
+            Format::Json
+        };
+        match self.access_log.as_str() {
+            "off" => None,
+            "stdout" => Some((Target::Stdout, format)),
+            path => Some((Target::File(PathBuf::from(path)), format)),
+        }
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -9,8 +9,10 @@ use log::{debug, error, info};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::metrics::{count_reload, METRICS};
 use crate::routing::{ApplyOutcome, RouteStore};
 use crate::watch::{folder_of, watch_folder};
+use tokio::signal::unix::{signal, SignalKind};
 
 pub struct FileProvider {
     path: PathBuf,
@@ -28,15 +30,24 @@ impl FileProvider {
         let store = self.store.clone();
         let name = path.display().to_string();
         let result = tokio::task::spawn_blocking(move || store.reload_file(&path)).await;
+        if let Ok(Ok(outcome)) = &result {
+            count_reload("file", outcome);
+        }
         match result {
             Ok(Ok(ApplyOutcome::Applied(summary))) => info!("reloaded {name}: {summary}"),
             Ok(Ok(ApplyOutcome::Unchanged(summary))) => {
                 debug!("{name} unchanged, still generation {}", summary.generation)
             }
-            Ok(Err(e)) => error!(
-                "reload of {name} failed; generation {} stays live:\n{e}",
-                self.store.load().summary.generation
-            ),
+            Ok(Err(e)) => {
+                METRICS
+                    .config_reloads
+                    .with_label_values(&["file", "error"])
+                    .inc();
+                error!(
+                    "reload of {name} failed; generation {} stays live:\n{e}",
+                    self.store.load().summary.generation
+                )
+            }
             Err(e) => error!("reload of {name} failed: {e}"),
         }
     }
@@ -46,6 +57,19 @@ impl FileProvider {
 impl BackgroundService for FileProvider {
     async fn start(&self, shutdown: ShutdownWatch) {
         info!("watching {} for changes", self.path.display());
-        watch_folder(folder_of(&self.path), shutdown, || self.reload()).await;
+        // SIGHUP reloads too, as nginx operators expect.
+        let hangup = async {
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return std::future::pending().await;
+            };
+            while hup.recv().await.is_some() {
+                info!("SIGHUP: reloading {}", self.path.display());
+                self.reload().await;
+            }
+        };
+        tokio::select! {
+            _ = watch_folder(folder_of(&self.path), shutdown, || self.reload()) => {}
+            _ = hangup => {}
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Per-request state carried between the proxy hooks.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::balance::Tried;
 use crate::lifecycle::InFlightGuard;
@@ -23,6 +24,12 @@ pub struct RequestCtx {
     pub tls: bool,
     /// Whether this is an upgrade (WebSocket) request.
     pub upgrade: bool,
+    /// When the request arrived (the context is made then).
+    pub started: Instant,
+    /// When the latest upstream attempt began.
+    pub upstream_started: Option<Instant>,
+    /// Time from the latest attempt to the backend's response header.
+    pub upstream_elapsed: Option<Duration>,
     /// Counts this request as in flight until it ends, for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }
@@ -38,8 +45,22 @@ impl RequestCtx {
             cookie_backend: None,
             tls: false,
             upgrade: false,
+            started: Instant::now(),
+            upstream_started: None,
+            upstream_elapsed: None,
             _in_flight: in_flight,
         }
+    }
+
+    /// The host label of metrics: the configured host, or `other` (bounded cardinality).
+    pub fn host_label(&self) -> &str {
+        self.route.as_ref().map_or("other", |r| &r.host)
+    }
+
+    /// Address of the backend of the latest attempt.
+    pub fn backend_addr(&self) -> Option<std::net::SocketAddr> {
+        let route = self.route.as_ref()?;
+        route.backends.get(self.backend?).map(|b| b.addr)
     }
 
     /// `host:port` of the backend of the latest attempt, for logs.

@@ -8,7 +8,7 @@ mod local;
 mod upstream;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use log::{debug, warn};
@@ -20,9 +20,11 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 pub use context::RequestCtx;
 pub use local::https_location;
 
-use crate::auth::{RouteAuth, Verdict};
+use crate::access_log::{millis, AccessLog, Entry};
+use crate::auth::{without_query_param, RouteAuth, Verdict, TOKEN_PARAM};
 use crate::balance::{pick, sticky};
 use crate::lifecycle::InFlight;
+use crate::metrics::METRICS;
 use crate::routing::Route;
 use crate::routing::{Lookup, RouteStore};
 
@@ -37,6 +39,8 @@ pub struct AralezProxy {
     /// Idle limit of upgraded (WebSocket) connections, both sides.
     pub websocket_idle_timeout: Duration,
     pub in_flight: InFlight,
+    /// None when the access log is off.
+    pub access_log: Option<AccessLog>,
 }
 
 /// The host a request names: the URI authority (HTTP/2 `:authority`), the authority of an
@@ -193,6 +197,7 @@ impl ProxyHttp for AralezProxy {
             })?,
         };
         ctx.backend = Some(index);
+        ctx.upstream_started = Some(Instant::now());
         let backend = &route.backends[index];
         let sni = host_without_port(request_host(session.req_header())).to_string();
         let peer = upstream::peer(
@@ -241,7 +246,14 @@ impl ProxyHttp for AralezProxy {
                 );
             }
         }
+        if let Some(addr) = ctx.backend_addr() {
+            METRICS
+                .connect_errors
+                .with_label_values(&[&addr.to_string()])
+                .inc();
+        }
         if !tried_all {
+            METRICS.retries.inc();
             e.set_retry(true);
         }
         e
@@ -277,6 +289,7 @@ impl ProxyHttp for AralezProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_elapsed = ctx.upstream_started.map(|t| t.elapsed());
         if let Some(table) = &ctx.table {
             local::add_headers(upstream_response, &table.response_headers)?;
         }
@@ -333,8 +346,20 @@ impl ProxyHttp for AralezProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        METRICS.record_request(
+            ctx.host_label(),
+            status,
+            elapsed,
+            e.is_some(),
+            session.body_bytes_read(),
+            session.body_bytes_sent(),
+        );
+        if let Some(log) = &self.access_log {
+            log.log(access_entry(session, ctx, status, elapsed));
+        }
         if log::log_enabled!(log::Level::Debug) {
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let req = session.req_header();
             debug!(
                 // The path only: the query may carry a token.
@@ -348,6 +373,47 @@ impl ProxyHttp for AralezProxy {
                 e.map(|e| format!(", error: {e}")).unwrap_or_default()
             );
         }
+    }
+}
+
+/// The access log line of a finished request; the `araleztoken` parameter is left out.
+fn access_entry(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) -> Entry {
+    let req = session.req_header();
+    let path = match without_query_param(&req.uri, TOKEN_PARAM) {
+        Some(uri) => uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        None => req
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
+    };
+    let header = |name: http::header::HeaderName| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Entry {
+        time: std::time::SystemTime::now() - elapsed,
+        client: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or_else(|| "-".to_string(), |a| a.ip().to_string()),
+        method: req.method.to_string(),
+        host: request_host(req).to_string(),
+        path,
+        protocol: match req.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2",
+            _ => "HTTP/1.1",
+        },
+        status,
+        bytes_sent: session.body_bytes_sent(),
+        duration_ms: millis(elapsed),
+        upstream: ctx.backend_addr().map(|a| a.to_string()),
+        upstream_duration_ms: ctx.upstream_elapsed.map(millis),
+        referer: header(http::header::REFERER),
+        user_agent: header(http::header::USER_AGENT),
     }
 }
 

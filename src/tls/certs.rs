@@ -20,6 +20,15 @@ pub struct CertPair {
     pub hosts: Vec<String>,
 }
 
+impl CertPair {
+    /// When the leaf expires, as Unix time.
+    pub fn expires_at(&self) -> Option<i64> {
+        let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+        let diff = epoch.diff(self.leaf.not_after()).ok()?;
+        Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+    }
+}
+
 /// A problem with one pair; the others still load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -35,7 +44,7 @@ pub struct CertIndex {
     /// `*.example.com` is stored under `example.com`.
     wildcard: HashMap<String, Arc<CertPair>>,
     default: Option<Arc<CertPair>>,
-    pairs: usize,
+    pairs: Vec<Arc<CertPair>>,
 }
 
 impl CertIndex {
@@ -54,11 +63,16 @@ impl CertIndex {
 
     /// Number of usable pairs.
     pub fn len(&self) -> usize {
-        self.pairs
+        self.pairs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pairs == 0
+        self.pairs.is_empty()
+    }
+
+    /// Every usable pair, by file name.
+    pub fn pairs(&self) -> &[Arc<CertPair>] {
+        &self.pairs
     }
 }
 
@@ -152,7 +166,7 @@ pub fn load_folder(folder: &Path) -> Result<(CertIndex, Vec<CertError>), CertErr
                 continue;
             }
         };
-        index.pairs += 1;
+        index.pairs.push(pair.clone());
         for host in &pair.hosts {
             let map = match host.strip_prefix("*.") {
                 Some(parent) => index.wildcard.entry(parent.to_string()),

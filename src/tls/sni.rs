@@ -13,6 +13,7 @@ use pingora::tls::ext;
 use pingora::tls::ssl::{NameType, SslRef};
 
 use super::certs::{load_folder, CertError, CertIndex};
+use crate::metrics::METRICS;
 use crate::watch::watch_folder;
 
 /// The certificate folder and the index loaded from it, swapped whole on every change.
@@ -40,6 +41,7 @@ impl CertStore {
                 folder.display()
             );
         }
+        publish_metrics(&index);
         Ok(Arc::new(CertStore {
             folder,
             live: ArcSwap::from_pointee(index),
@@ -66,6 +68,17 @@ impl CertStore {
 
     pub fn index(&self) -> Arc<CertIndex> {
         self.live.load_full()
+    }
+}
+
+/// Count and expiry of the loaded certificates.
+fn publish_metrics(index: &CertIndex) {
+    METRICS.tls_certificates.set(index.len() as i64);
+    METRICS.tls_expiry.reset();
+    for pair in index.pairs() {
+        if let Some(t) = pair.expires_at() {
+            METRICS.tls_expiry.with_label_values(&[&pair.name]).set(t);
+        }
     }
 }
 
