@@ -4,7 +4,7 @@
 //! drops the runtimes. We set that period to `shutdown_timeout` (the most in-flight requests
 //! may take) and exit as soon as no request is in flight, so an idle proxy stops at once.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +13,9 @@ use log::{error, info};
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// The number of requests being served right now.
+/// The number of requests being served right now, and whether the process is draining.
 #[derive(Clone, Debug, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<AtomicUsize>, Arc<AtomicBool>);
 
 /// Counts one request as in flight while it lives.
 #[derive(Debug)]
@@ -29,6 +29,16 @@ impl InFlight {
 
     pub fn count(&self) -> usize {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Once set, every response closes its connection, so that clients move to the new
+    /// process (upgrade) or stop reusing this one before it exits.
+    pub fn start_draining(&self) {
+        self.1.store(true, Ordering::Relaxed);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
     }
 }
 
@@ -69,6 +79,7 @@ impl ShutdownSignalWatch for ShutdownSignals {
             _ = next(&mut term) => "SIGTERM",
             _ = next(&mut int) => "SIGINT",
             _ = next(&mut quit) => {
+                self.in_flight.start_draining();
                 info!("SIGQUIT: handing listeners over to the new process, then draining");
                 // Pingora keeps accepting beside the new process for 5 s, then stops; only
                 // after that can the drain end.
@@ -76,6 +87,7 @@ impl ShutdownSignalWatch for ShutdownSignals {
                 return ShutdownSignal::GracefulUpgrade;
             }
         };
+        self.in_flight.start_draining();
         info!(
             "{name}: no longer accepting; waiting up to {}s for {} in-flight requests",
             self.drain_timeout.as_secs(),

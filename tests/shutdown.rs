@@ -44,7 +44,7 @@ async fn idle_proxy_exits_at_once_on_sigterm_and_sigint() {
 async fn in_flight_request_finishes_and_new_connections_are_refused() {
     let b = TestBackend::start("slow").await;
     let mut proxy = Proxy::start(&single_route("s.example.com", &[&b])).await;
-    let url = proxy.url("/__slow/1000");
+    let url = proxy.url("/__slow/2000");
     let slow = tokio::spawn(async move {
         let resp = client()
             .get(url)

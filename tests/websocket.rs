@@ -119,5 +119,6 @@ async fn route_auth_applies_to_the_upgrade() {
     let (mut ws, _) = tokio_tungstenite::connect_async(request(&url, &[("x-api-key", "sesame")]))
         .await
         .unwrap();
-    assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+    let first = ws.next().await;
+    assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}\n{}", proxy.log());
 }

@@ -154,7 +154,10 @@ impl MainConfig {
         let text = read_file(path)?;
         let mut config = Self::parse(&text, &file)?;
         // Absolute, because the daemon changes its working folder to `/`.
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
         config.resolve_paths(&base);
         Ok(config)

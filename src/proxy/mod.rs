@@ -116,6 +116,9 @@ impl ProxyHttp for AralezProxy {
 
     /// Routes the request; answers 404 and HTTPS redirects itself.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.in_flight.draining() {
+            session.set_keepalive(None);
+        }
         let table = self.store.load();
         let req = session.req_header();
         let route = match table.lookup(request_host(req), req.uri.path()) {

@@ -500,6 +500,44 @@ impl Proxy {
         proxy
     }
 
+    /// Zero-downtime upgrade: starts a new process with `-u` on the same folder, waits for it
+    /// to open the upgrade socket, sends SIGQUIT to the old one and waits for it to exit.
+    pub async fn upgrade(&mut self) {
+        let new = {
+            let log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(self.dir.path().join("aralez.log"))
+                .unwrap();
+            Command::new(BIN)
+                .arg("-u")
+                .arg("-c")
+                .arg(self.dir.path().join("main.yaml"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("cannot start the new aralez")
+        };
+        let sock = self.dir.path().join("aralez.sock");
+        wait_for(
+            Duration::from_secs(20),
+            "the new process to open the upgrade socket",
+            || {
+                let exists = sock.exists();
+                async move { exists.then_some(()) }
+            },
+        )
+        .await;
+        let old_pid = self.child.id();
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(old_pid as libc::pid_t, libc::SIGQUIT) };
+        let mut old = std::mem::replace(&mut self.child, new);
+        wait_for(Duration::from_secs(30), "the old process to exit", || {
+            let done = old.try_wait().ok().flatten().is_some();
+            async move { done.then_some(()) }
+        })
+        .await;
+    }
+
     /// Stops the process (SIGKILL) and starts it again on the same folder and ports.
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
