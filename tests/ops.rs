@@ -280,3 +280,58 @@ async fn upgrade_under_load_fails_no_request() {
         &failures[..failures.len().min(3)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn privileges_are_dropped_to_user_and_group() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: privilege drop cannot be tested here");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let a = TestBackend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The unprivileged process must still read its folder and routing file.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("main.yaml"),
+        format!(
+            "daemon: true\nuser: nobody\ngroup: nogroup\nthreads: 1\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{}\npid_file: /tmp/aralez-privdrop-{port}.pid\nerror_log: error.log\nupgrade_sock: /tmp/aralez-privdrop-{port}.sock\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("upstreams.yaml"), single_route("p.example.com", &[&a])).unwrap();
+    let status = std::process::Command::new(BIN)
+        .arg("-c")
+        .arg(dir.path().join("main.yaml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid_file = format!("/tmp/aralez-privdrop-{port}.pid");
+    let pid: i32 = wait_for(Duration::from_secs(10), "the PID file", || {
+        let pid = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse().ok());
+        async move { pid }
+    })
+    .await;
+    let c = client();
+    let url = format!("http://127.0.0.1:{port}/");
+    let served = wait_for(Duration::from_secs(10), "the daemon to serve", || {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let resp = c.get(url).header("host", "p.example.com").send().await.ok()?;
+            Some(resp.status().as_u16())
+        }
+    })
+    .await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = std::fs::remove_file(&pid_file);
+    assert_eq!(served, 200);
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let gid = status.lines().find(|l| l.starts_with("Gid:")).unwrap();
+    assert!(uid.split_whitespace().skip(1).all(|id| id == "65534"), "{uid}");
+    assert!(gid.split_whitespace().skip(1).all(|id| id == "65534"), "{gid}");
+}
