@@ -2,8 +2,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -63,34 +62,8 @@ async fn dead_backend_leaves_rotation_and_comes_back_without_failed_requests() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
     let d = TestBackend::start("c").await;
-    let proxy =
-        Arc::new(Proxy::start_with(&route("h.example.com", "", &[&a, &b, &d]), hc("")).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..8 {
-        let (proxy, stop, ok) = (proxy.clone(), stop.clone(), ok.clone());
-        clients.push(tokio::spawn(async move {
-            let c = client();
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                match c
-                    .get(proxy.url("/"))
-                    .header("host", "h.example.com")
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => {
-                        let _ = r.bytes().await;
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => failures.push(format!("status {}", r.status())),
-                    Err(e) => failures.push(e.to_string()),
-                }
-            }
-            failures
-        }));
-    }
+    let proxy = Proxy::start_with(&route("h.example.com", "", &[&a, &b, &d]), hc("")).await;
+    let load = Load::start(8, proxy.url("/"), "h.example.com");
     wait_for(Duration::from_secs(5), "traffic on b", || async {
         (b.served() > 20).then_some(())
     })
@@ -111,11 +84,7 @@ async fn dead_backend_leaves_rotation_and_comes_back_without_failed_requests() {
             .count()
     };
     let before = attempts(&proxy.log());
-    let served_before = ok.load(Ordering::Relaxed);
-    wait_for(Duration::from_secs(10), "more traffic", || async {
-        (ok.load(Ordering::Relaxed) > served_before + 200).then_some(())
-    })
-    .await;
+    load.wait_more(200).await;
     assert_eq!(
         attempts(&proxy.log()),
         before,
@@ -133,17 +102,7 @@ async fn dead_backend_leaves_rotation_and_comes_back_without_failed_requests() {
     assert!(proxy
         .log()
         .contains(&format!("backend {b_addr} of h.example.com/ is up again")));
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for c in clients {
-        failures.extend(c.await.unwrap());
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    load.finish_without_failures().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -157,63 +155,79 @@ async fn sighup_reloads_the_routing_file() {
     .await;
 }
 
+/// An aralez started in daemon mode (the foreground part has exited 0).
+struct Daemon {
+    pid: i32,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+    }
+}
+
+impl Daemon {
+    /// Starts `aralez -c main.yaml` from the config folder (a relative path: the daemon moves
+    /// to `/`, so every path must already be absolute) with `daemon: true` plus `extra`.
+    async fn start(extra: &str, upstreams: &str) -> Daemon {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // Readable by an unprivileged user too (privilege drop).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("main.yaml"),
+            format!(
+                "daemon: true\nthreads: 1\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{}\npid_file: /tmp/aralez-daemon-{port}.pid\nerror_log: /tmp/aralez-daemon-{port}.log\nupgrade_sock: /tmp/aralez-daemon-{port}.sock\nupstreams_conf: upstreams.yaml\n{extra}",
+                free_port()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("upstreams.yaml"), upstreams).unwrap();
+        let status = std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["-c", "main.yaml"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "the foreground part must exit 0");
+        let pid_file = format!("/tmp/aralez-daemon-{port}.pid");
+        let pid = wait_for(Duration::from_secs(10), "the PID file", || {
+            let pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok());
+            async move { pid }
+        })
+        .await;
+        let _ = std::fs::remove_file(&pid_file);
+        Daemon { pid, port, dir }
+    }
+
+    /// The status of a request for `host`, once the daemon answers.
+    async fn serves(&self, host: &str) -> u16 {
+        let c = client();
+        let url = format!("http://127.0.0.1:{}/", self.port);
+        wait_for(Duration::from_secs(10), "the daemon to serve", || {
+            let (c, url) = (c.clone(), url.clone());
+            async move {
+                let resp = c.get(url).header("host", host).send().await.ok()?;
+                Some(resp.status().as_u16())
+            }
+        })
+        .await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn daemon_mode_writes_the_pid_file_and_serves() {
     let a = TestBackend::start("a").await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let pid_file = dir.path().join("aralez.pid");
-    std::fs::write(
-        dir.path().join("main.yaml"),
-        format!(
-            "daemon: true\nthreads: 1\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{}\npid_file: aralez.pid\nerror_log: error.log\nupgrade_sock: aralez.sock\nupstreams_conf: upstreams.yaml\n",
-            free_port()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("upstreams.yaml"),
-        single_route("d.example.com", &[&a]),
-    )
-    .unwrap();
-    // Started with a relative config path from the folder: the daemon changes to `/`, so
-    // every path must already be absolute.
-    let status = std::process::Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["-c", "main.yaml"])
-        .status()
-        .unwrap();
-    assert!(status.success(), "the foreground part must exit 0");
-    let pid: i32 = wait_for(Duration::from_secs(10), "the PID file", || {
-        let pid = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok());
-        async move { pid }
-    })
-    .await;
-    let c = client();
-    let url = format!("http://127.0.0.1:{port}/");
-    let served = wait_for(Duration::from_secs(10), "the daemon to serve", || {
-        let (c, url) = (c.clone(), url.clone());
-        async move {
-            let resp = c
-                .get(url)
-                .header("host", "d.example.com")
-                .send()
-                .await
-                .ok()?;
-            Some(resp.status().as_u16())
-        }
-    })
-    .await;
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(
-        served,
-        200,
-        "{}",
-        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-    );
+    let daemon = Daemon::start("", &single_route("d.example.com", &[&a])).await;
+    assert_eq!(daemon.serves("d.example.com").await, 200);
+    assert!(daemon.dir.path().join("main.yaml").exists());
+    let pid = daemon.pid;
+    drop(daemon);
     wait_for(
         Duration::from_secs(10),
         "the daemon to exit",
@@ -228,57 +242,15 @@ async fn daemon_mode_writes_the_pid_file_and_serves() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_under_load_fails_no_request() {
     let a = TestBackend::start("a").await;
-    let proxy = Arc::new(tokio::sync::Mutex::new(
-        Proxy::start(&single_route("up.example.com", &[&a])).await,
-    ));
-    let url = proxy.lock().await.url("/");
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (url, stop, ok) = (url.clone(), stop.clone(), ok.clone());
-        clients.push(tokio::spawn(async move {
-            let c = client();
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                match c.get(&url).header("host", "up.example.com").send().await {
-                    Ok(r) if r.status() == 200 => {
-                        let _ = r.bytes().await;
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => failures.push(format!("status {}", r.status())),
-                    Err(e) => failures.push(format!("{e:?}")),
-                }
-            }
-            failures
-        }));
-    }
-    wait_for(Duration::from_secs(5), "load", || async {
-        (ok.load(Ordering::Relaxed) > 50).then_some(())
-    })
-    .await;
-    let old_pid = proxy.lock().await.pid();
-    proxy.lock().await.upgrade().await;
-    let new_pid = proxy.lock().await.pid();
-    assert_ne!(old_pid, new_pid);
-    let after = ok.load(Ordering::Relaxed);
-    wait_for(
-        Duration::from_secs(5),
-        "load on the new process",
-        || async { (ok.load(Ordering::Relaxed) > after + 50).then_some(()) },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for c in clients {
-        failures.extend(c.await.unwrap());
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
+    let mut proxy = Proxy::start(&single_route("up.example.com", &[&a])).await;
+    let load = Load::start(4, proxy.url("/"), "up.example.com");
+    load.wait_more(50).await;
+    let old_pid = proxy.pid();
+    proxy.upgrade().await;
+    assert_ne!(old_pid, proxy.pid());
+    // The new process serves on the same sockets.
+    load.wait_more(50).await;
+    load.finish_without_failures().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,50 +260,19 @@ async fn privileges_are_dropped_to_user_and_group() {
         eprintln!("not root: privilege drop cannot be tested here");
         return;
     }
-    use std::os::unix::fs::PermissionsExt;
     let a = TestBackend::start("a").await;
-    let dir = tempfile::tempdir().unwrap();
-    // The unprivileged process must still read its folder and routing file.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("main.yaml"),
-        format!(
-            "daemon: true\nuser: nobody\ngroup: nogroup\nthreads: 1\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{}\npid_file: /tmp/aralez-privdrop-{port}.pid\nerror_log: error.log\nupgrade_sock: /tmp/aralez-privdrop-{port}.sock\n",
-            free_port()
-        ),
+    let daemon = Daemon::start(
+        "user: nobody\ngroup: nogroup\n",
+        &single_route("p.example.com", &[&a]),
     )
-    .unwrap();
-    std::fs::write(dir.path().join("upstreams.yaml"), single_route("p.example.com", &[&a])).unwrap();
-    let status = std::process::Command::new(BIN)
-        .arg("-c")
-        .arg(dir.path().join("main.yaml"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let pid_file = format!("/tmp/aralez-privdrop-{port}.pid");
-    let pid: i32 = wait_for(Duration::from_secs(10), "the PID file", || {
-        let pid = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse().ok());
-        async move { pid }
-    })
     .await;
-    let c = client();
-    let url = format!("http://127.0.0.1:{port}/");
-    let served = wait_for(Duration::from_secs(10), "the daemon to serve", || {
-        let (c, url) = (c.clone(), url.clone());
-        async move {
-            let resp = c.get(url).header("host", "p.example.com").send().await.ok()?;
-            Some(resp.status().as_u16())
-        }
-    })
-    .await;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let _ = std::fs::remove_file(&pid_file);
-    assert_eq!(served, 200);
-    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    let gid = status.lines().find(|l| l.starts_with("Gid:")).unwrap();
-    assert!(uid.split_whitespace().skip(1).all(|id| id == "65534"), "{uid}");
-    assert!(gid.split_whitespace().skip(1).all(|id| id == "65534"), "{gid}");
+    assert_eq!(daemon.serves("p.example.com").await, 200);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid)).unwrap();
+    for field in ["Uid:", "Gid:"] {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        assert!(
+            line.split_whitespace().skip(1).all(|id| id == "65534"),
+            "{line}"
+        );
+    }
 }

@@ -120,5 +120,9 @@ async fn route_auth_applies_to_the_upgrade() {
         .await
         .unwrap();
     let first = ws.next().await;
-    assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}\n{}", proxy.log());
+    assert!(
+        matches!(first, Some(Ok(Message::Text(_)))),
+        "{first:?}\n{}",
+        proxy.log()
+    );
 }

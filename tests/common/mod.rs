@@ -672,3 +672,71 @@ pub async fn blackholes(
         .map(|((addr, l), streams)| (addr, l, streams))
         .collect()
 }
+
+/// Clients sending GET requests to one URL in a loop until stopped, counting successes and
+/// keeping every failure.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    pub fn start(clients: usize, url: String, host: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, ok, url, host) =
+                    (stop.clone(), ok.clone(), url.clone(), host.to_string());
+                tokio::spawn(async move {
+                    let c = client();
+                    let mut failures = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        match c.get(&url).header("host", &host).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                let _ = r.bytes().await;
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => failures.push(format!("status {}", r.status())),
+                            Err(e) => failures.push(format!("{e:?}")),
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        Load { stop, ok, tasks }
+    }
+
+    /// Successful requests so far.
+    pub fn ok(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more requests have succeeded.
+    pub async fn wait_more(&self, n: usize) {
+        let target = self.ok() + n;
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{n} more requests"),
+            || async { (self.ok() >= target).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Stops the clients and asserts that no request failed.
+    pub async fn finish_without_failures(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for t in self.tasks {
+            failures.extend(t.await.unwrap_or_default());
+        }
+        assert!(
+            failures.is_empty(),
+            "{} failed requests: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+    }
+}
