@@ -146,6 +146,8 @@ impl ProxyHttp for AralezProxy {
                 return Ok(true);
             }
         };
+        // Set now so that local answers (redirect, 401) are counted under the route's host.
+        ctx.route = Some(route.clone());
         if route.to_https && !is_tls(session) {
             if let Some(port) = self.tls_port {
                 let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -175,7 +177,6 @@ impl ProxyHttp for AralezProxy {
             ctx.cookie_backend = sticky_backend(&route, session.req_header());
         }
         ctx.tls = is_tls(session);
-        ctx.route = Some(route);
         ctx.table = Some(table);
         Ok(false)
     }

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Load benchmark: Aralez against nginx and HAProxy on the same backends, same route, same
+# pinning (proxy on CPU 0; backends and load tool on CPU 1), alternating runs so that drift
+# cancels out. Prints a table and writes it to benches/results/latest.md.
+#
+#   benches/load.sh                 (or: make bench-load)
+#   DURATION=20 ROUNDS=3 CONNECTIONS=300 benches/load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-300}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+        else
+            echo "missing $1: sudo apt-get install -y $2" >&2
+            exit 1
+        fi
+    fi
+}
+need wrk wrk
+need nginx nginx
+need taskset util-linux
+
+cargo build --release --bin aralez
+
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+render() { sed "s|@DIR@|$WORK|g" "benches/peers/$1" > "$WORK/$1"; }
+for f in backends.nginx.conf nginx.conf haproxy.cfg aralez-main.yaml aralez-upstreams.yaml; do render "$f"; done
+
+taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
+sleep 0.5
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+start_proxy() {
+    case $1 in
+        aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
+        nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PORT=8081 ;;
+        haproxy) taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db & PORT=8082 ;;
+    esac
+    PID=$!
+    MASTER=$PID
+    wait_port "$PORT"
+    # nginx's master forks the worker that does the work; measure the worker.
+    if [ "$1" = nginx ]; then sleep 0.3; PID=$(pgrep -P "$PID" | head -1); fi
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+PEERS="aralez"
+command -v nginx >/dev/null && PEERS="$PEERS nginx"
+command -v haproxy >/dev/null && PEERS="$PEERS haproxy"
+HZ=$(getconf CLK_TCK)
+: > "$WORK/runs"
+for round in $(seq "$ROUNDS"); do
+    for proxy in $PEERS; do
+        start_proxy "$proxy"
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/report.lua "http://127.0.0.1:$PORT/" >/dev/null
+        before=$(cpu_ticks "$PID")
+        line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s benches/report.lua "http://127.0.0.1:$PORT/" | grep '^RESULT')
+        after=$(cpu_ticks "$PID")
+        rss=$(peak_rss_kib "$PID")
+        echo "$proxy $line cpu_ticks=$((after - before)) rss_kib=$rss" | tee -a "$WORK/runs"
+        kill "$MASTER" 2>/dev/null || true
+        wait "$MASTER" 2>/dev/null || true
+        sleep 0.5
+    done
+done
+
+mkdir -p benches/results
+python3 - "$WORK/runs" "$HZ" "$DURATION" "$CONNECTIONS" <<'PY' | tee benches/results/latest.md
+import collections, statistics, sys, platform, subprocess
+runs, hz, duration, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+data = collections.defaultdict(list)
+for line in open(runs):
+    name, _, *fields = line.split()
+    kv = dict(f.split("=") for f in fields)
+    data[name].append({k: float(v) for k, v in kv.items()})
+def med(name, key): return statistics.median(r[key] for r in data[name])
+rows = {}
+for name in data:
+    reqs = med(name, "requests"); secs = med(name, "duration_us") / 1e6
+    rows[name] = dict(rps=reqs / secs, p50=med(name, "p50_us") / 1000, p99=med(name, "p99_us") / 1000,
+                      p999=med(name, "p999_us") / 1000, errors=int(sum(r["errors"] for r in data[name])),
+                      rss=max(r["rss_kib"] for r in data[name]) / 1024,
+                      cpu=med(name, "cpu_ticks") / hz / reqs * 100000)
+base = rows.get("nginx")
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+print(f"Machine: {cpu}, {platform.machine()}; proxy pinned to one core; wrk -c{conns}, {duration} s per run, median of {len(next(iter(data.values())))} alternating runs\n")
+print("| proxy | requests/s | vs nginx | p50 ms | p99 ms | p99.9 ms | errors | peak RSS MiB | CPU s / 100k req |")
+print("|---|---|---|---|---|---|---|---|---|")
+for name, r in rows.items():
+    ratio = f"{r['rps'] / base['rps']:.2f}x" if base else "-"
+    print(f"| {name} | {r['rps']:.0f} | {ratio} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p999']:.2f} | {r['errors']} | {r['rss']:.1f} | {r['cpu']:.2f} |")
+PY
