@@ -5,7 +5,7 @@ CARGO ?= cargo
 BUILD_TOOLS := cmake pkg-config cc c++ perl make
 APT_PACKAGES := cmake pkg-config gcc g++ make perl
 
-.PHONY: run test deps build bench ci fmt clippy
+.PHONY: run test deps build bench bench-load ci fmt clippy
 
 ## Install missing build prerequisites (apt-get as root; otherwise print the command).
 deps:
@@ -36,9 +36,14 @@ test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
 
-## Criterion micro-benchmarks.
+## Criterion micro-benchmarks, then the load benchmark against nginx and HAProxy.
 bench: deps
 	$(CARGO) bench --bench routing
+	benches/load.sh
+
+## Only the load benchmark (DURATION, ROUNDS, CONNECTIONS may be set).
+bench-load: deps
+	benches/load.sh
 
 fmt:
 	$(CARGO) fmt --all -- --check
