@@ -59,10 +59,12 @@ fn big_table() -> RoutingTable {
     let config = UpstreamsConfig::parse(&doc, "bench", ValidationContext::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let health = HealthRegistry::default();
+    let discovered = Default::default();
     let env = CompileEnv {
         resolve: &system_resolver,
         health: &health,
         sticky_key: b"bench",
+        discovered: &discovered,
     };
     compile(&config, "bench", 1, &env).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -46,12 +46,14 @@ fn check(config: &Path) -> ExitCode {
         let file = main.upstreams_conf.display().to_string();
         let text = read_file(&main.upstreams_conf)?;
         let health = HealthRegistry::default();
+        let discovered = Default::default();
         let env = CompileEnv {
             resolve: &system_resolver,
             health: &health,
             sticky_key: &[],
+            discovered: &discovered,
         };
-        let table = store::build(&text, &file, validation_context(&main), 1, &env)?;
+        let (table, _) = store::build(&text, &file, validation_context(&main), 1, &env)?;
         Ok((file, table.summary))
     });
     match result {

@@ -13,7 +13,7 @@ use crate::api::{ApiListeners, ApiService, ApiState};
 use crate::config::MainConfig;
 use crate::health::{HealthChecker, HealthSettings};
 use crate::lifecycle::{InFlight, ShutdownSignals};
-use crate::providers::FileProvider;
+use crate::providers::{ConsulProvider, FileProvider};
 use crate::proxy::AralezProxy;
 use crate::routing::RouteStore;
 use crate::tls::{CertStore, CertWatcher, SniCallback};
@@ -151,6 +151,10 @@ impl Aralez {
         server.add_service(background_service(
             "upstreams file watcher",
             FileProvider::new(main.upstreams_conf.clone(), store.clone()),
+        ));
+        server.add_service(background_service(
+            "consul discovery",
+            ConsulProvider::new(store.clone()),
         ));
         server.add_service(background_service(
             "health checks",

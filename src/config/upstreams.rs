@@ -34,6 +34,15 @@ const PATH_KEYS: &[&str] = &[
 const AUTH_KEYS: &[&str] = &["type", "creds"];
 const AUTH_TYPES: &[&str] = &["basic", "apikey", "jwt", "none"];
 const PROVIDERS: &[&str] = &["file", "consul"];
+const CONSUL_KEYS: &[&str] = &["servers", "token", "services"];
+const CONSUL_SERVICE_KEYS: &[&str] = &[
+    "proxy",
+    "real",
+    "path",
+    "headers",
+    "to_https",
+    "authorization",
+];
 
 /// What validation needs to know about the running process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -129,6 +138,18 @@ pub struct PathConfig {
     pub healthcheck: bool,
     /// Verify TLS backends' certificates against the system roots and the request host.
     pub tls_verify: bool,
+    /// Servers come from this Consul service instead of `servers`.
+    pub discover: Option<String>,
+}
+
+/// Where the Consul provider looks for instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsulSettings {
+    /// Base URLs, e.g. `http://127.0.0.1:8500`, tried in turn.
+    pub servers: Vec<String>,
+    pub token: Option<String>,
+    /// Consul service names to watch.
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +169,8 @@ pub struct UpstreamsConfig {
     /// Added to every proxied response.
     pub response_headers: Vec<HeaderPair>,
     pub authorization: Option<AuthConfig>,
-    pub consul: Option<Value>,
+    /// Set when `provider: consul`.
+    pub consul: Option<ConsulSettings>,
     pub hosts: Vec<HostConfig>,
 }
 
@@ -192,6 +214,7 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     fn document(&mut self, root: &Mapping) -> UpstreamsConfig {
+        let mut consul_section = None;
         let mut config = UpstreamsConfig {
             provider: Provider::File,
             strategy: Strategy::default(),
@@ -235,7 +258,7 @@ impl Walker<'_> {
                 "authorization" => {
                     config.authorization = self.authorization(value, "authorization")
                 }
-                "consul" => config.consul = Some(value.clone()),
+                "consul" => consul_section = Some(value),
                 "upstreams" => match value {
                     Value::Mapping(hosts) => {
                         for (host, body) in hosts {
@@ -258,11 +281,158 @@ impl Walker<'_> {
                 other => self.sink.unknown_key("", other, TOP_KEYS),
             }
         }
-        if config.provider == Provider::Consul && config.consul.is_none() {
-            self.sink
-                .push("provider", "provider consul needs a `consul:` section");
+        match (config.provider, consul_section) {
+            (Provider::Consul, Some(section)) => {
+                config.consul = self.consul(section, &mut config.hosts);
+            }
+            (Provider::Consul, None) => self
+                .sink
+                .push("provider", "provider consul needs a `consul:` section"),
+            // A consul section under `provider: file` is kept for switching back and forth.
+            (Provider::File, _) => {}
         }
         config
+    }
+
+    /// The `consul:` section: settings for the provider, and one discovered route per service,
+    /// added to `hosts` (a host also listed under `upstreams:` is an error).
+    fn consul(&mut self, value: &Value, hosts: &mut Vec<HostConfig>) -> Option<ConsulSettings> {
+        let body = self.mapping(value, "consul", "a mapping with `servers` and `services`")?;
+        let static_hosts: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let mut settings = ConsulSettings {
+            servers: Vec::new(),
+            token: None,
+            services: Vec::new(),
+        };
+        for (key, value) in body {
+            let Some(key) = self.key_str(key, "consul") else {
+                continue;
+            };
+            let key_path = join_key("consul", key);
+            match key {
+                "servers" => {
+                    for (i, url) in self
+                        .string_or_list(value, &key_path)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let url = url.trim_end_matches('/').to_string();
+                        if url.starts_with("http://") || url.starts_with("https://") {
+                            settings.servers.push(url);
+                        } else {
+                            self.sink.push(
+                                &join_index(&key_path, i),
+                                format!("{url:?} must be an http:// or https:// URL"),
+                            );
+                        }
+                    }
+                }
+                "token" => settings.token = self.string(value, &key_path).map(str::to_string),
+                "services" => {
+                    let Some(list) =
+                        self.sequence(value, &key_path, "a list of {proxy, real} services")
+                    else {
+                        continue;
+                    };
+                    for (i, item) in list.iter().enumerate() {
+                        let item_path = join_index(&key_path, i);
+                        if let Some((host, route)) = self.consul_service(item, &item_path) {
+                            if static_hosts.contains(&host) {
+                                self.sink.push(
+                                    &item_path,
+                                    format!("host {host:?} is also listed under upstreams"),
+                                );
+                                continue;
+                            }
+                            if let Some(real) = &route.discover {
+                                if !settings.services.contains(real) {
+                                    settings.services.push(real.clone());
+                                }
+                            }
+                            match hosts.iter_mut().find(|h| h.name == host) {
+                                Some(h) if h.paths.iter().any(|p| p.prefix == route.prefix) => {
+                                    self.sink.push(
+                                        &item_path,
+                                        format!("{host}{} is listed twice", route.prefix),
+                                    );
+                                }
+                                Some(h) => h.paths.push(route),
+                                None => hosts.push(HostConfig {
+                                    name: host,
+                                    paths: vec![route],
+                                }),
+                            }
+                        }
+                    }
+                }
+                other => self.sink.unknown_key("consul", other, CONSUL_KEYS),
+            }
+        }
+        if settings.servers.is_empty() {
+            self.sink
+                .push("consul.servers", "consul needs at least one server URL");
+        }
+        if settings.services.is_empty() {
+            self.sink
+                .push("consul.services", "consul needs at least one service");
+        }
+        Some(settings)
+    }
+
+    fn consul_service(&mut self, value: &Value, path: &str) -> Option<(String, PathConfig)> {
+        let body = self.mapping(value, path, "a mapping with `proxy` and `real`")?;
+        let mut proxy = None;
+        let mut route = PathConfig {
+            prefix: "/".into(),
+            servers: Vec::new(),
+            request_headers: Vec::new(),
+            to_https: None,
+            authorization: None,
+            sticky_sessions: None,
+            strategy: None,
+            healthcheck: true,
+            tls_verify: false,
+            discover: None,
+        };
+        for (key, value) in body {
+            let Some(key) = self.key_str(key, path) else {
+                continue;
+            };
+            let key_path = join_key(path, key);
+            match key {
+                "proxy" => {
+                    proxy = self
+                        .string(value, &key_path)
+                        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+                }
+                "real" => route.discover = self.string(value, &key_path).map(str::to_string),
+                "path" => {
+                    if let Some(p) = self.string(value, &key_path) {
+                        if p.starts_with('/') {
+                            route.prefix = p.to_string();
+                        } else {
+                            self.sink
+                                .push(&key_path, format!("path {p:?} must start with `/`"));
+                        }
+                    }
+                }
+                "headers" => route.request_headers = self.headers(value, &key_path),
+                "to_https" => route.to_https = self.https_redirect(value, &key_path),
+                "authorization" => route.authorization = self.authorization(value, &key_path),
+                other => self.sink.unknown_key(path, other, CONSUL_SERVICE_KEYS),
+            }
+        }
+        match (proxy, &route.discover) {
+            (Some(host), Some(real)) if !host.is_empty() && !real.is_empty() => Some((host, route)),
+            _ => {
+                self.sink.push(
+                    path,
+                    "a consul service needs `proxy` (the host) and `real` (the service name)",
+                );
+                None
+            }
+        }
     }
 
     fn host(&mut self, hosts: &mut Vec<HostConfig>, raw_name: &str, body: &Value, path: &str) {
@@ -342,6 +512,7 @@ impl Walker<'_> {
             strategy: None,
             healthcheck: true,
             tls_verify: false,
+            discover: None,
         };
         let mut saw_servers = false;
         for (key, value) in body {

@@ -165,6 +165,17 @@ impl ProxyHttp for AralezProxy {
                 return Ok(true);
             }
         }
+        if route.backends.is_empty() {
+            // A Consul service with no passing instance keeps its route until some return.
+            local::respond_text(
+                session,
+                503,
+                "503 Service Unavailable: no instance of this service\n",
+                &[&table.response_headers],
+            )
+            .await?;
+            return Ok(true);
+        }
         ctx.upgrade = session.is_upgrade_req();
         // Pingora's 60 s default would cut idle WebSockets; they get their own limit.
         session.set_read_timeout(Some(if ctx.upgrade {

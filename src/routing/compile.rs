@@ -29,6 +29,8 @@ pub struct CompileEnv<'a> {
     pub health: &'a HealthRegistry,
     /// Key of sticky-session ids.
     pub sticky_key: &'a [u8],
+    /// Instances of Consul services, by service name (empty without the Consul provider).
+    pub discovered: &'a HashMap<String, Vec<SocketAddr>>,
 }
 
 /// Builds the table for `config` as generation `generation`. `file` names the source in errors.
@@ -46,6 +48,19 @@ pub fn compile(
         let mut routes = Vec::with_capacity(host.paths.len());
         for path in &host.paths {
             let mut backends = Vec::new();
+            if let Some(service) = &path.discover {
+                for &addr in env.discovered.get(service).map_or(&[][..], Vec::as_slice) {
+                    distinct.insert(addr);
+                    let key = BackendKey { addr };
+                    backends.push(Backend {
+                        addr,
+                        key,
+                        name: addr.to_string().into(),
+                        health: env.health.entry(key),
+                        sticky_id: sticky::backend_id(env.sticky_key, &addr).into(),
+                    });
+                }
+            }
             for entry in &path.servers {
                 match resolve_entry(entry, env.resolve) {
                     Ok(addrs) => {
@@ -152,10 +167,12 @@ mod tests {
             "a.com:\n  paths:\n    \"/\":\n      servers: [\"two.internal:81\", \"10.0.0.9:80\"]\n",
         );
         let (health, key) = env();
+        let discovered = HashMap::new();
         let env = CompileEnv {
             resolve: &fake_dns,
             health: &health,
             sticky_key: &key,
+            discovered: &discovered,
         };
         let t = compile(&c, "u.yaml", 7, &env).unwrap();
         let Lookup::Found(r) = t.lookup("a.com", "/") else {
@@ -180,10 +197,12 @@ mod tests {
             "a.com:\n  paths:\n    \"/\":\n      servers:\n        - \"nowhere.invalid:81\"\n",
         );
         let (health, key) = env();
+        let discovered = HashMap::new();
         let env = CompileEnv {
             resolve: &fake_dns,
             health: &health,
             sticky_key: &key,
+            discovered: &discovered,
         };
         let err = compile(&c, "u.yaml", 1, &env).unwrap_err();
         assert_eq!(

@@ -9,8 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::config::upstreams::Provider;
-use crate::config::{ConfigError, Issue, UpstreamsConfig, ValidationContext};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tokio::sync::watch;
+
+use crate::config::upstreams::ConsulSettings;
+use crate::config::{ConfigError, UpstreamsConfig, ValidationContext};
 
 use super::compile::{compile, CompileEnv, Resolver};
 use super::table::{RoutingTable, Summary};
@@ -37,7 +42,11 @@ impl ApplyOutcome {
 struct Writer {
     /// The text of the live document, to skip identical reloads.
     live_text: Option<String>,
+    /// How the live document is named in errors.
+    live_source: String,
     generation: u64,
+    /// Instances of Consul services, as last discovered.
+    discovered: HashMap<String, Vec<SocketAddr>>,
 }
 
 /// The live table, shared by the proxy and every config source.
@@ -48,6 +57,8 @@ pub struct RouteStore {
     resolve: Box<Resolver>,
     health: Arc<HealthRegistry>,
     sticky_key: Vec<u8>,
+    /// The Consul settings of the live document, for the Consul provider.
+    consul: watch::Sender<Option<ConsulSettings>>,
 }
 
 impl RouteStore {
@@ -57,13 +68,53 @@ impl RouteStore {
             live: ArcSwap::from_pointee(RoutingTable::default()),
             writer: Mutex::new(Writer {
                 live_text: None,
+                live_source: String::new(),
                 generation: 0,
+                discovered: HashMap::new(),
             }),
             ctx,
             resolve,
             health: Arc::new(HealthRegistry::default()),
             sticky_key: Vec::new(),
+            consul: watch::channel(None).0,
         }
+    }
+
+    /// Follows the Consul settings of the live document (None without `provider: consul`).
+    pub fn watch_consul(&self) -> watch::Receiver<Option<ConsulSettings>> {
+        self.consul.subscribe()
+    }
+
+    /// Records the instances of a Consul service and, when they changed, rebuilds the live
+    /// table with them. Returns the new summary, or None when nothing changed. Blocking.
+    pub fn set_discovered(
+        &self,
+        service: &str,
+        mut instances: Vec<SocketAddr>,
+    ) -> Result<Option<Summary>, ConfigError> {
+        instances.sort();
+        instances.dedup();
+        let mut writer = self.lock();
+        if writer.discovered.get(service) == Some(&instances) {
+            return Ok(None);
+        }
+        writer.discovered.insert(service.to_string(), instances);
+        let Some(text) = writer.live_text.clone() else {
+            return Ok(None);
+        };
+        let source = writer.live_source.clone();
+        let (table, _) = build(
+            &text,
+            &source,
+            self.ctx,
+            writer.generation + 1,
+            &self.env(&writer),
+        )?;
+        detect_new_backends(&table);
+        let summary = table.summary;
+        self.live.store(Arc::new(table));
+        writer.generation = summary.generation;
+        Ok(Some(summary))
     }
 
     /// Sets the key of sticky-session ids (the master key, so that a fleet agrees on them).
@@ -77,11 +128,12 @@ impl RouteStore {
         &self.health
     }
 
-    fn env(&self) -> CompileEnv<'_> {
+    fn env<'a>(&'a self, writer: &'a Writer) -> CompileEnv<'a> {
         CompileEnv {
             resolve: &self.resolve,
             health: &self.health,
             sticky_key: &self.sticky_key,
+            discovered: &writer.discovered,
         }
     }
 
@@ -147,8 +199,14 @@ impl RouteStore {
         if writer.live_text.as_deref() == Some(text) {
             return Ok(ApplyOutcome::Unchanged(self.live.load().summary));
         }
-        let table = build(text, source, self.ctx, writer.generation + 1, &self.env())
-            .map_err(ApplyError::Config)?;
+        let (table, consul) = build(
+            text,
+            source,
+            self.ctx,
+            writer.generation + 1,
+            &self.env(writer),
+        )
+        .map_err(ApplyError::Config)?;
         detect_new_backends(&table);
         if let Some(path) = persist {
             write_atomic(path, text).map_err(|source| ApplyError::Persist {
@@ -160,6 +218,14 @@ impl RouteStore {
         self.live.store(Arc::new(table));
         writer.generation = summary.generation;
         writer.live_text = Some(text.to_string());
+        writer.live_source = source.to_string();
+        self.consul.send_if_modified(|current| {
+            let changed = *current != consul;
+            if changed {
+                *current = consul;
+            }
+            changed
+        });
         Ok(ApplyOutcome::Applied(summary))
     }
 }
@@ -230,19 +296,10 @@ pub fn build(
     ctx: ValidationContext,
     generation: u64,
     env: &CompileEnv<'_>,
-) -> Result<RoutingTable, ConfigError> {
+) -> Result<(RoutingTable, Option<ConsulSettings>), ConfigError> {
     let config = UpstreamsConfig::parse(text, source, ctx)?;
-    if config.provider == Provider::Consul {
-        return Err(ConfigError {
-            issues: vec![Issue {
-                file: source.to_string(),
-                location: None,
-                key_path: "provider".into(),
-                message: "the consul provider is not available in this version of aralez; use provider: file".into(),
-            }],
-        });
-    }
-    compile(&config, source, generation, env)
+    let table = compile(&config, source, generation, env)?;
+    Ok((table, config.consul))
 }
 
 #[cfg(test)]
