@@ -253,3 +253,39 @@ async fn overrides_open_paths_and_down_routes() {
         502
     );
 }
+
+/// Sends a raw HTTP/1.1 request line for `target` and returns the status code.
+async fn raw_status(proxy: &Proxy, target: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    let req =
+        format!("GET {target} HTTP/1.1\r\nHost: auth.example.com\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_segments_cannot_escape_into_an_open_route() {
+    let b = TestBackend::start("b").await;
+    let proxy = setup(&b).await;
+    // `/open` is open and `/key` needs an API key: no spelling of `/key` gets through `/open`.
+    for target in [
+        "/open/../key",
+        "/open/%2e%2e/key",
+        "/open/%2E%2E/key/x",
+        "/open%2f..%2fkey",
+        "/open/./../key",
+        "//key",
+    ] {
+        assert_eq!(raw_status(&proxy, target).await, 401, "{target}");
+    }
+    assert_eq!(raw_status(&proxy, "/open/x").await, 200);
+}

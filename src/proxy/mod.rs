@@ -25,6 +25,7 @@ use crate::auth::{without_query_param, RouteAuth, Verdict, TOKEN_PARAM};
 use crate::balance::{pick, sticky};
 use crate::lifecycle::InFlight;
 use crate::metrics::METRICS;
+use crate::routing::path::normalize;
 use crate::routing::Route;
 use crate::routing::{Lookup, RouteStore};
 
@@ -121,7 +122,8 @@ impl ProxyHttp for AralezProxy {
         }
         let table = self.store.load();
         let req = session.req_header();
-        let route = match table.lookup(request_host(req), req.uri.path()) {
+        // Route on the normalised path; forward the path as received.
+        let route = match table.lookup(request_host(req), &normalize(req.uri.path())) {
             Lookup::Found(route) => route.clone(),
             Lookup::NoHost => {
                 debug!("no route for host {:?}", request_host(req));

@@ -1,6 +1,7 @@
 //! The routing table, how it is built from a document, and the store that swaps it live.
 
 pub mod compile;
+pub mod path;
 pub mod store;
 pub mod table;
 
