@@ -94,11 +94,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Box::new(system_resolver),
     ));
     let file = main.upstreams_conf.display().to_string();
-    let text = read_file(&main.upstreams_conf).map_err(as_report)?;
-    let outcome = store.apply(&text, &file).map_err(as_report)?;
-    aralez::metrics::count_reload("startup", &outcome);
-    let summary = outcome.summary();
-    info!("loaded {file}: {summary}");
+    if main.cluster.is_some() && !main.upstreams_conf.exists() {
+        // Fleet mode without a cached copy yet: the Consul key fills the table.
+        log::warn!("{file} does not exist yet: starting empty until the consul key is read");
+    } else {
+        let text = read_file(&main.upstreams_conf).map_err(as_report)?;
+        let outcome = store.apply(&text, &file).map_err(as_report)?;
+        aralez::metrics::count_reload("startup", &outcome);
+        info!("loaded {file}: {}", outcome.summary());
+    }
 
     let flags = ProcessFlags {
         daemon: cli.daemon,

@@ -13,6 +13,7 @@ use crate::api::{ApiListeners, ApiService, ApiState};
 use crate::config::MainConfig;
 use crate::health::{HealthChecker, HealthSettings};
 use crate::lifecycle::{InFlight, ShutdownSignals};
+use crate::providers::cluster::{Cluster, ClusterWatcher};
 use crate::providers::{ConsulProvider, FileProvider};
 use crate::proxy::AralezProxy;
 use crate::routing::RouteStore;
@@ -24,6 +25,8 @@ use pingora::listeners::tls::TlsSettings;
 pub enum StartError {
     #[error("proxy_certificates {0}: {1}")]
     Certificates(PathBuf, String),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("config API: {0}")]
     Api(#[from] crate::api::listen::ListenError),
 }
@@ -72,6 +75,7 @@ fn api_service(
     main: &MainConfig,
     store: Arc<RouteStore>,
     in_flight: InFlight,
+    cluster: Option<Arc<Cluster>>,
 ) -> Result<ApiService, StartError> {
     let tls = match (
         &main.config_tls_address,
@@ -87,6 +91,7 @@ fn api_service(
         master_key: main.master_key.clone(),
         upstreams_path: main.upstreams_conf.clone(),
         in_flight,
+        cluster,
     };
     Ok(ApiService::new(state, listeners))
 }
@@ -148,10 +153,33 @@ impl Aralez {
             ));
         }
         server.add_service(service);
-        server.add_service(background_service(
-            "upstreams file watcher",
-            FileProvider::new(main.upstreams_conf.clone(), store.clone()),
-        ));
+        let cluster = match &main.cluster {
+            Some(config) => {
+                let cluster =
+                    Cluster::new(config.clone()).map_err(|e| StartError::Cluster(e.to_string()))?;
+                log::info!(
+                    "fleet mode: consul key {} is the source of truth; the file watcher on {} is off",
+                    config.key,
+                    main.upstreams_conf.display()
+                );
+                server.add_service(background_service(
+                    "consul key watcher",
+                    ClusterWatcher {
+                        cluster: cluster.clone(),
+                        store: store.clone(),
+                        cache: main.upstreams_conf.clone(),
+                    },
+                ));
+                Some(cluster)
+            }
+            None => {
+                server.add_service(background_service(
+                    "upstreams file watcher",
+                    FileProvider::new(main.upstreams_conf.clone(), store.clone()),
+                ));
+                None
+            }
+        };
         server.add_service(background_service(
             "consul discovery",
             ConsulProvider::new(store.clone()),
@@ -162,7 +190,7 @@ impl Aralez {
         ));
         server.add_service(background_service(
             "config API",
-            api_service(main, store, in_flight.clone())?,
+            api_service(main, store, in_flight.clone(), cluster)?,
         ));
         Ok(Aralez {
             server,

@@ -12,6 +12,7 @@ use log::{info, warn};
 use super::keys::{require_key, KeyQuery};
 use super::{error, ApiState};
 use crate::metrics::{count_reload, METRICS};
+use crate::providers::cluster::PushError;
 use crate::routing::{ApplyError, ApplyOutcome};
 
 /// How pushed documents are named in error messages.
@@ -32,6 +33,22 @@ pub async fn post_conf(
     let Ok(text) = String::from_utf8(body.to_vec()) else {
         return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text");
     };
+    if let Some(cluster) = &state.cluster {
+        // Fleet mode: check here, then write the shared key; every instance applies it.
+        let (store, checked) = (state.store.clone(), text.clone());
+        match tokio::task::spawn_blocking(move || store.check(&checked, SOURCE)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+        match cluster.put(&text).await {
+            Ok(()) => {}
+            Err(e @ PushError::Conflict) => return error(StatusCode::CONFLICT, e.to_string()),
+            Err(e @ PushError::Unreachable(_)) => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+        }
+    }
     let store = state.store.clone();
     let path = state.upstreams_path.clone();
     let result =

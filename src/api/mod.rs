@@ -20,6 +20,7 @@ pub use listen::{ApiListeners, ApiService};
 
 use crate::lifecycle::InFlight;
 use crate::metrics::METRICS;
+use crate::providers::cluster::Cluster;
 use crate::routing::RouteStore;
 
 /// Largest `POST /conf` body.
@@ -34,6 +35,8 @@ pub struct ApiState {
     pub upstreams_path: PathBuf,
     /// Requests in flight, for the metrics.
     pub in_flight: InFlight,
+    /// Fleet mode: pushes go to the shared Consul key.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// The API's routes. Wrong methods get 405, bodies over `MAX_BODY` get 413.

@@ -21,7 +21,11 @@ pub async fn get_status(
     if let Err(denied) = require_key(&state, &query, &headers) {
         return denied.into_response();
     }
-    Json(describe(&state.store.load())).into_response()
+    let mut status = describe(&state.store.load());
+    if let Some(cluster) = &state.cluster {
+        status["cluster"] = cluster.status();
+    }
+    Json(status).into_response()
 }
 
 /// Hosts sorted by name, paths longest first, backends in list order, each with its health

@@ -38,6 +38,7 @@ pub const MAIN_KEYS: &[&str] = &[
     "h2c",
     "client_read_timeout",
     "access_log",
+    "cluster",
     "access_log_format",
     "websocket_idle_timeout",
     "shutdown_timeout",
@@ -45,6 +46,33 @@ pub const MAIN_KEYS: &[&str] = &[
 
 pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 pub const HC_METHODS: &[&str] = &["HEAD", "GET", "POST"];
+
+/// `cluster:` of main.yaml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Consul base URL(s), tried in turn.
+    #[serde(deserialize_with = "one_or_many")]
+    pub consul: Vec<String>,
+    /// The KV key that holds upstreams.yaml.
+    pub key: String,
+    /// ACL token, sent as `X-Consul-Token`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
 
 /// main.yaml as written, with the documented defaults for absent keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +127,8 @@ pub struct MainConfig {
     /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener. Pingora tells h2c from
     /// HTTP/1 by the first 24 bytes, so a shorter HTTP/1.0 request waits for more bytes.
     pub h2c: bool,
+    /// Fleet mode: the routing document lives in a Consul KV key shared by every instance.
+    pub cluster: Option<ClusterConfig>,
     /// `off`, `stdout`, or a file path.
     pub access_log: String,
     /// `json` or `combined`.
@@ -138,6 +168,7 @@ impl Default for MainConfig {
             master_key: None,
             connect_timeout: 2.0,
             h2c: true,
+            cluster: None,
             access_log: "off".into(),
             access_log_format: "json".into(),
             client_read_timeout: 60,
@@ -229,6 +260,25 @@ impl MainConfig {
                 "access_log_format",
                 format!("{:?} is not json or combined", self.access_log_format),
             );
+        }
+        if let Some(cluster) = &self.cluster {
+            if cluster.consul.is_empty()
+                || cluster
+                    .consul
+                    .iter()
+                    .any(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            {
+                sink.push(
+                    "cluster.consul",
+                    "needs one or more http:// or https:// URLs",
+                );
+            }
+            if cluster.key.is_empty() || cluster.key.starts_with('/') {
+                sink.push(
+                    "cluster.key",
+                    "needs a KV key such as aralez/prod/upstreams.yaml",
+                );
+            }
         }
         if self.access_log.is_empty() {
             sink.push("access_log", "must be off, stdout or a file path");

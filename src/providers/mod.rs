@@ -1,5 +1,6 @@
 //! Sources of routing documents. Each hands its document to `RouteStore::apply`.
 
+pub mod cluster;
 pub mod consul;
 pub mod file;
 

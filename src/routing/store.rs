@@ -169,6 +169,19 @@ impl RouteStore {
         self.apply_locked(&mut writer, text, source, Some(path))
     }
 
+    /// Parses, validates and compiles `text` without making it live (resolves names: blocking).
+    pub fn check(&self, text: &str, source: &str) -> Result<(), ConfigError> {
+        let writer = self.lock();
+        build(
+            text,
+            source,
+            self.ctx,
+            writer.generation + 1,
+            &self.env(&writer),
+        )
+        .map(|_| ())
+    }
+
     /// Reads `path` and applies it. The read happens under the writer lock, so it can never
     /// see a file older than the live table when pushes and reloads race.
     pub fn reload_file(&self, path: &Path) -> Result<ApplyOutcome, ConfigError> {

@@ -2,6 +2,8 @@
 //! started on free loopback ports with a temporary configuration.
 #![allow(dead_code)]
 
+pub mod consul;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
