@@ -129,6 +129,8 @@ impl Aralez {
             connect_timeout: main.connect_timeout(),
             client_read_timeout: std::time::Duration::from_secs(main.client_read_timeout),
             websocket_idle_timeout: std::time::Duration::from_secs(main.websocket_idle_timeout),
+            upstream_read_timeout: std::time::Duration::from_secs(main.upstream_read_timeout),
+            max_body_size: main.max_body_size,
             in_flight: in_flight.clone(),
             access_log,
         };

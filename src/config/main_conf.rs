@@ -37,6 +37,8 @@ pub const MAIN_KEYS: &[&str] = &[
     "connect_timeout",
     "h2c",
     "client_read_timeout",
+    "upstream_read_timeout",
+    "max_body_size",
     "access_log",
     "cluster",
     "access_log_format",
@@ -135,6 +137,11 @@ pub struct MainConfig {
     pub access_log_format: String,
     /// Seconds a client may stay silent while sending a request (HTTP/1.x).
     pub client_read_timeout: u64,
+    /// Seconds to wait for each read from a backend (its response header, then each body
+    /// chunk) before answering 504; paths may set their own `read_timeout`.
+    pub upstream_read_timeout: u64,
+    /// Largest request body in bytes (0: no limit); paths may set their own `max_body_size`.
+    pub max_body_size: u64,
     /// Seconds a WebSocket may stay idle (no frame either way) before it is closed.
     pub websocket_idle_timeout: u64,
     /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT.
@@ -172,6 +179,8 @@ impl Default for MainConfig {
             access_log: "off".into(),
             access_log_format: "json".into(),
             client_read_timeout: 60,
+            upstream_read_timeout: 60,
+            max_body_size: 0,
             websocket_idle_timeout: 3600,
             shutdown_timeout: 10,
         }
@@ -282,6 +291,9 @@ impl MainConfig {
         }
         if self.access_log.is_empty() {
             sink.push("access_log", "must be off, stdout or a file path");
+        }
+        if self.upstream_read_timeout == 0 {
+            sink.push("upstream_read_timeout", "must be at least 1 second");
         }
         if self.client_read_timeout == 0 {
             sink.push("client_read_timeout", "must be at least 1 second");

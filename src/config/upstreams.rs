@@ -26,6 +26,8 @@ const PATH_KEYS: &[&str] = &[
     "strategy",
     "healthcheck",
     "tls_verify",
+    "read_timeout",
+    "max_body_size",
     "headers",
     "to_https",
     "authorization",
@@ -140,6 +142,10 @@ pub struct PathConfig {
     pub tls_verify: bool,
     /// Servers come from this Consul service instead of `servers`.
     pub discover: Option<String>,
+    /// Seconds per read from a backend; None: main.yaml's upstream_read_timeout.
+    pub read_timeout: Option<u64>,
+    /// Largest request body in bytes; None: main.yaml's max_body_size.
+    pub max_body_size: Option<u64>,
 }
 
 /// Where the Consul provider looks for instances.
@@ -394,6 +400,8 @@ impl Walker<'_> {
             healthcheck: true,
             tls_verify: false,
             discover: None,
+            read_timeout: None,
+            max_body_size: None,
         };
         for (key, value) in body {
             let Some(key) = self.key_str(key, path) else {
@@ -513,6 +521,8 @@ impl Walker<'_> {
             healthcheck: true,
             tls_verify: false,
             discover: None,
+            read_timeout: None,
+            max_body_size: None,
         };
         let mut saw_servers = false;
         for (key, value) in body {
@@ -532,6 +542,8 @@ impl Walker<'_> {
                 "strategy" => route.strategy = self.strategy(value, &key_path),
                 "healthcheck" => route.healthcheck = self.boolean(value, &key_path).unwrap_or(true),
                 "tls_verify" => route.tls_verify = self.boolean(value, &key_path).unwrap_or(false),
+                "read_timeout" => route.read_timeout = self.positive(value, &key_path),
+                "max_body_size" => route.max_body_size = self.positive(value, &key_path),
                 other => self.sink.unknown_key(path, other, PATH_KEYS),
             }
         }
@@ -655,6 +667,16 @@ impl Walker<'_> {
                 Some(AuthConfig::Jwt(
                     creds.into_iter().next().unwrap_or_default(),
                 ))
+            }
+        }
+    }
+
+    fn positive(&mut self, value: &Value, path: &str) -> Option<u64> {
+        match value.as_u64() {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                self.wrong_kind(path, "a whole number above 0", value);
+                None
             }
         }
     }

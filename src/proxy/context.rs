@@ -30,6 +30,9 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// Time from the latest attempt to the backend's response header.
     pub upstream_elapsed: Option<Duration>,
+    /// The body limit of the route, if any, and the body bytes seen so far.
+    pub body_limit: Option<u64>,
+    pub body_read: u64,
     /// Counts this request as in flight until it ends, for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }
@@ -48,6 +51,8 @@ impl RequestCtx {
             started: Instant::now(),
             upstream_started: None,
             upstream_elapsed: None,
+            body_limit: None,
+            body_read: 0,
             _in_flight: in_flight,
         }
     }

@@ -39,6 +39,10 @@ pub struct AralezProxy {
     pub client_read_timeout: Duration,
     /// Idle limit of upgraded (WebSocket) connections, both sides.
     pub websocket_idle_timeout: Duration,
+    /// Per-read timeout towards backends unless a path sets its own.
+    pub upstream_read_timeout: Duration,
+    /// Largest request body unless a path sets its own (0: no limit).
+    pub max_body_size: u64,
     pub in_flight: InFlight,
     /// None when the access log is off.
     pub access_log: Option<AccessLog>,
@@ -167,6 +171,29 @@ impl ProxyHttp for AralezProxy {
                 return Ok(true);
             }
         }
+        ctx.body_limit = route
+            .max_body_size
+            .or((self.max_body_size > 0).then_some(self.max_body_size));
+        if let Some(limit) = ctx.body_limit {
+            let declared = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                // Refused before any byte of the body is read; do not drain it.
+                session.set_keepalive(None);
+                local::respond_text(
+                    session,
+                    413,
+                    "413 Payload Too Large\n",
+                    &[&table.response_headers],
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
         if route.backends.is_empty() {
             // A Consul service with no passing instance keeps its route until some return.
             local::respond_text(
@@ -226,6 +253,7 @@ impl ProxyHttp for AralezProxy {
                 verify: route.tls_verify,
                 upgrade: ctx.upgrade,
                 downstream_h2: session.is_http2(),
+                read_timeout: route.read_timeout.unwrap_or(self.upstream_read_timeout),
             },
         );
         Ok(Box::new(peer))
@@ -274,6 +302,26 @@ impl ProxyHttp for AralezProxy {
             e.set_retry(true);
         }
         e
+    }
+
+    /// Counts body bytes against the limit when no Content-Length announced them.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(limit), Some(chunk)) = (ctx.body_limit, body.as_ref()) {
+            ctx.body_read += chunk.len() as u64;
+            if ctx.body_read > limit {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over max_body_size",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -328,6 +376,7 @@ impl ProxyHttp for AralezProxy {
     ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ReadTimedout if e.esource() == &ErrorSource::Upstream => 504,
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {

@@ -20,6 +20,8 @@ pub struct PeerSettings {
     pub upgrade: bool,
     /// The client speaks HTTP/2 (gRPC always does).
     pub downstream_h2: bool,
+    /// Per-read timeout (response header, then each body chunk).
+    pub read_timeout: Duration,
 }
 
 /// The peer for `backend`. TLS backends get `sni`; h2 is used where the backend speaks it,
@@ -40,9 +42,11 @@ pub fn peer(backend: &Backend, sni: String, s: &PeerSettings) -> HttpPeer {
     if protocol.h2 {
         peer.options.max_h2_streams = MAX_H2_STREAMS;
     }
-    if s.upgrade {
+    peer.options.read_timeout = Some(if s.upgrade {
         // Stays open while frames flow; closed after this long without any.
-        peer.options.read_timeout = Some(s.websocket_idle_timeout);
-    }
+        s.websocket_idle_timeout
+    } else {
+        s.read_timeout
+    });
     peer
 }

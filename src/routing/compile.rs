@@ -99,6 +99,8 @@ pub fn compile(
                 sticky: path.sticky_sessions.unwrap_or(config.sticky_sessions),
                 healthcheck: path.healthcheck,
                 tls_verify: path.tls_verify,
+                read_timeout: path.read_timeout.map(std::time::Duration::from_secs),
+                max_body_size: path.max_body_size,
                 balancer: RoundRobin::default(),
             }));
         }

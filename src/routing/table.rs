@@ -42,6 +42,10 @@ pub struct Route {
     pub healthcheck: bool,
     /// Verify the certificates of TLS backends.
     pub tls_verify: bool,
+    /// Per-read timeout towards backends, when the path sets one.
+    pub read_timeout: Option<std::time::Duration>,
+    /// Largest request body, when the path sets one.
+    pub max_body_size: Option<u64>,
     pub balancer: RoundRobin,
 }
 
@@ -191,6 +195,8 @@ mod tests {
             sticky: false,
             healthcheck: true,
             tls_verify: false,
+            read_timeout: None,
+            max_body_size: None,
             balancer: RoundRobin::default(),
         })
     }

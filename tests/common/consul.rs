@@ -179,6 +179,9 @@ async fn kv_put(
 
 impl ConsulDouble {
     pub async fn start(token: Option<&str>) -> ConsulDouble {
+        // `consul agent -dev` runs would go here when a consul binary is available; this
+        // machine has none, so say which server the test talks to.
+        eprintln!("consul tests use the Consul API double (no consul binary on this machine)");
         let state = Arc::new(DoubleState {
             services: Mutex::new(HashMap::new()),
             kv: Mutex::new(HashMap::new()),
