@@ -21,7 +21,11 @@ impl ProxyHttp for Baseline {
 
     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.backends.len();
-        Ok(Box::new(HttpPeer::new(self.backends[i], false, String::new())))
+        Ok(Box::new(HttpPeer::new(
+            self.backends[i],
+            false,
+            String::new(),
+        )))
     }
 
     async fn upstream_request_filter(

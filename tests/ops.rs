@@ -137,6 +137,11 @@ async fn sighup_reloads_the_routing_file() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
     let proxy = Proxy::start(&single_route("hup.example.com", &[&a])).await;
+    // The handler is installed with the file watcher; a SIGHUP before that is ignored.
+    wait_for(Duration::from_secs(5), "the file watcher", || async {
+        proxy.log().contains("for changes").then_some(())
+    })
+    .await;
     write_atomic(
         &proxy.upstreams_path(),
         &single_route("hup.example.com", &[&b]),

@@ -56,10 +56,15 @@ impl FileProvider {
 #[async_trait]
 impl BackgroundService for FileProvider {
     async fn start(&self, shutdown: ShutdownWatch) {
-        info!("watching {} for changes", self.path.display());
-        // SIGHUP reloads too, as nginx operators expect.
+        // SIGHUP reloads too, as nginx operators expect. Registered before the log line below,
+        // which tests (and operators) may take as "ready for SIGHUP".
+        let hup = signal(SignalKind::hangup());
+        info!(
+            "watching {} for changes (SIGHUP reloads too)",
+            self.path.display()
+        );
         let hangup = async {
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            let Ok(mut hup) = hup else {
                 return std::future::pending().await;
             };
             while hup.recv().await.is_some() {

@@ -4,6 +4,7 @@
 mod context;
 mod forwarded;
 mod grpc;
+mod guard;
 mod local;
 mod upstream;
 
@@ -123,6 +124,12 @@ impl ProxyHttp for AralezProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if self.in_flight.draining() {
             session.set_keepalive(None);
+        }
+        if let Some((status, body)) = guard::refuse(session.req_header()) {
+            debug!("refused with {status}: {}", body.trim_end());
+            session.set_keepalive(None);
+            local::respond_text(session, status, body, &[]).await?;
+            return Ok(true);
         }
         let table = self.store.load();
         let req = session.req_header();
