@@ -21,6 +21,28 @@ async fn instance(consul: &ConsulDouble, doc: &str) -> Proxy {
     Proxy::start_with(doc, options).await
 }
 
+/// Waits until the instance's watch has read the key (before that, a push is refused with
+/// 409: the instance cannot know which value it would replace).
+async fn synced(proxy: &Proxy) {
+    let c = client();
+    wait_for(Duration::from_secs(10), "the key watch to connect", || {
+        let c = c.clone();
+        async move {
+            let s: serde_json::Value = c
+                .get(proxy.api_url("/status"))
+                .header("x-api-key", MASTER)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (s["cluster"]["connected"] == true && s["cluster"]["index"].as_u64()? > 0).then_some(())
+        }
+    })
+    .await;
+}
+
 async fn push(proxy: &Proxy, doc: &str) -> (u16, String) {
     let resp = client()
         .post(proxy.api_url(&format!("/conf?key={MASTER}")))
@@ -64,6 +86,7 @@ async fn a_push_reaches_every_instance() {
     ];
     for p in &fleet {
         serves(p, "a").await;
+        synced(p).await;
     }
     let (status, body) = push(&fleet[0], &single_route("f.example.com", &[&b])).await;
     assert_eq!(status, 200, "{body}");
@@ -98,6 +121,7 @@ async fn concurrent_pushes_one_wins_and_all_converge() {
     ];
     for p in &fleet {
         serves(p, "a").await;
+        synced(p).await;
     }
     // Watchers do not see the first push before the second is made: a real race.
     consul.set_frozen(true);
