@@ -43,6 +43,18 @@ async fn synced(proxy: &Proxy) {
     .await;
 }
 
+/// `n` instances on the key (which must hold `doc`), each serving `first` and synced.
+async fn fleet_of(n: usize, consul: &ConsulDouble, doc: &str, first: &str) -> Vec<Proxy> {
+    let mut fleet = Vec::new();
+    for _ in 0..n {
+        let p = instance(consul, doc).await;
+        serves(&p, first).await;
+        synced(&p).await;
+        fleet.push(p);
+    }
+    fleet
+}
+
 async fn push(proxy: &Proxy, doc: &str) -> (u16, String) {
     let resp = client()
         .post(proxy.api_url(&format!("/conf?key={MASTER}")))
@@ -79,15 +91,7 @@ async fn a_push_reaches_every_instance() {
     let b = TestBackend::start("b").await;
     let doc_a = single_route("f.example.com", &[&a]);
     consul.put_kv(KEY, &doc_a);
-    let fleet = [
-        instance(&consul, &doc_a).await,
-        instance(&consul, &doc_a).await,
-        instance(&consul, &doc_a).await,
-    ];
-    for p in &fleet {
-        serves(p, "a").await;
-        synced(p).await;
-    }
+    let fleet = fleet_of(3, &consul, &doc_a, "a").await;
     let (status, body) = push(&fleet[0], &single_route("f.example.com", &[&b])).await;
     assert_eq!(status, 200, "{body}");
     for p in &fleet {
@@ -114,15 +118,7 @@ async fn concurrent_pushes_one_wins_and_all_converge() {
     let c2 = TestBackend::start("c2").await;
     let doc_a = single_route("f.example.com", &[&a]);
     consul.put_kv(KEY, &doc_a);
-    let fleet = [
-        instance(&consul, &doc_a).await,
-        instance(&consul, &doc_a).await,
-        instance(&consul, &doc_a).await,
-    ];
-    for p in &fleet {
-        serves(p, "a").await;
-        synced(p).await;
-    }
+    let fleet = fleet_of(3, &consul, &doc_a, "a").await;
     // Watchers do not see the first push before the second is made: a real race.
     consul.set_frozen(true);
     let first = push(&fleet[0], &single_route("f.example.com", &[&c1])).await;

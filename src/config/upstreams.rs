@@ -148,6 +148,26 @@ pub struct PathConfig {
     pub max_body_size: Option<u64>,
 }
 
+impl PathConfig {
+    /// A path with nothing set but its prefix: every attribute at its default.
+    pub fn new(prefix: &str) -> PathConfig {
+        PathConfig {
+            prefix: prefix.to_string(),
+            servers: Vec::new(),
+            request_headers: Vec::new(),
+            to_https: None,
+            authorization: None,
+            sticky_sessions: None,
+            strategy: None,
+            healthcheck: true,
+            tls_verify: false,
+            discover: None,
+            read_timeout: None,
+            max_body_size: None,
+        }
+    }
+}
+
 /// Where the Consul provider looks for instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsulSettings {
@@ -389,20 +409,7 @@ impl Walker<'_> {
     fn consul_service(&mut self, value: &Value, path: &str) -> Option<(String, PathConfig)> {
         let body = self.mapping(value, path, "a mapping with `proxy` and `real`")?;
         let mut proxy = None;
-        let mut route = PathConfig {
-            prefix: "/".into(),
-            servers: Vec::new(),
-            request_headers: Vec::new(),
-            to_https: None,
-            authorization: None,
-            sticky_sessions: None,
-            strategy: None,
-            healthcheck: true,
-            tls_verify: false,
-            discover: None,
-            read_timeout: None,
-            max_body_size: None,
-        };
+        let mut route = PathConfig::new("/");
         for (key, value) in body {
             let Some(key) = self.key_str(key, path) else {
                 continue;
@@ -510,20 +517,7 @@ impl Walker<'_> {
             return None;
         }
         let body = self.mapping(body, path, "a mapping with `servers`")?;
-        let mut route = PathConfig {
-            prefix: prefix.to_string(),
-            servers: Vec::new(),
-            request_headers: Vec::new(),
-            to_https: None,
-            authorization: None,
-            sticky_sessions: None,
-            strategy: None,
-            healthcheck: true,
-            tls_verify: false,
-            discover: None,
-            read_timeout: None,
-            max_body_size: None,
-        };
+        let mut route = PathConfig::new(prefix);
         let mut saw_servers = false;
         for (key, value) in body {
             let Some(key) = self.key_str(key, path) else {

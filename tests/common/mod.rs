@@ -153,15 +153,9 @@ impl axum::serve::Listener for KillableListener {
     }
 }
 
-impl TestBackend {
-    pub async fn start(name: &str) -> TestBackend {
-        Self::start_at(name, "127.0.0.1:0".parse().unwrap()).await
-    }
-
-    /// Starts on a given address (e.g. the address of a killed backend, to bring it back).
-    pub async fn start_at(name: &str, addr: SocketAddr) -> TestBackend {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+impl Shared {
+    /// The state of a backend named `name`, and the app that serves it.
+    fn app(name: &str) -> (Arc<Shared>, Router) {
         let shared = Arc::new(Shared {
             who: name.to_string(),
             slow: Arc::new(AtomicUsize::new(0)),
@@ -174,6 +168,20 @@ impl TestBackend {
             let state = state.clone();
             async move { handle(&state, req).await }
         });
+        (shared, app)
+    }
+}
+
+impl TestBackend {
+    pub async fn start(name: &str) -> TestBackend {
+        Self::start_at(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts on a given address (e.g. the address of a killed backend, to bring it back).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> TestBackend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shared, app) = Shared::app(name);
         let connections = Arc::new(AtomicUsize::new(0));
         let killed = Arc::new(AtomicBool::new(false));
         let listener = KillableListener {
@@ -215,18 +223,7 @@ impl TestBackend {
             select_next_proto(b"\x02h2\x08http/1.1", offered).ok_or(AlpnError::NOACK)
         });
         let tls = aralez::tls::TlsListener::start(listener, acceptor.build()).unwrap();
-        let shared = Arc::new(Shared {
-            who: name.to_string(),
-            slow: Arc::new(AtomicUsize::new(0)),
-            served: Arc::new(AtomicUsize::new(0)),
-            probes: Arc::new(Mutex::new(Vec::new())),
-            probe_status: Arc::new(AtomicU16::new(200)),
-        });
-        let state = shared.clone();
-        let app = Router::new().fallback(move |req: Request| {
-            let state = state.clone();
-            async move { handle(&state, req).await }
-        });
+        let (shared, app) = Shared::app(name);
         let task = tokio::spawn(async move {
             let _ = axum::serve(tls, app).await;
         });
