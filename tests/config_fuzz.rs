@@ -58,3 +58,35 @@ proptest! {
         }
     }
 }
+
+mod jwt {
+    use aralez::auth::jwt::{mint, JwtVerifier};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn random_tokens_are_rejected(token in "[A-Za-z0-9_.-]{0,300}") {
+            prop_assert!(!JwtVerifier::new("secret").verify(&token));
+        }
+
+        #[test]
+        fn truncated_tokens_are_rejected(cut in 1usize..200) {
+            let token = mint("secret", "me", 10).unwrap();
+            let cut = cut.min(token.len() - 1);
+            prop_assert!(!JwtVerifier::new("secret").verify(&token[..token.len() - cut]));
+        }
+
+        #[test]
+        fn keys_one_byte_off_are_rejected(pos in 0usize..6, byte in any::<u8>()) {
+            let mut key = b"secret".to_vec();
+            prop_assume!(key[pos] != byte);
+            key[pos] = byte;
+            let other = String::from_utf8_lossy(&key).into_owned();
+            prop_assume!(other != "secret");
+            let token = mint(&other, "me", 10).unwrap();
+            prop_assert!(!JwtVerifier::new("secret").verify(&token));
+        }
+    }
+}
