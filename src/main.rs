@@ -122,18 +122,20 @@ fn as_report(e: ConfigError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// SIGHUP's default action ends the process. Ignore it until the file provider installs its
-/// handler (which replaces this), so that a reload signal sent during start-up is harmless.
-fn ignore_sighup_until_ready() {
+/// SIGHUP's and SIGUSR1's default action ends the process. Ignore them until their handlers
+/// are installed (file watcher, access log; which replace this), so that a reload or
+/// log-rotation signal sent during start-up, or with the access log off, is harmless.
+fn ignore_reload_signals_until_ready() {
     // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions and
     // happens before any other thread exists.
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGUSR1, libc::SIG_IGN);
     }
 }
 
 fn main() -> ExitCode {
-    ignore_sighup_until_ready();
+    ignore_reload_signals_until_ready();
     let cli = Cli::parse();
     if cli.test {
         return check(&cli.config);

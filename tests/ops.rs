@@ -281,3 +281,41 @@ async fn privileges_are_dropped_to_user_and_group() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_reopens_on_sigusr1_and_writes_combined() {
+    let a = TestBackend::start("a").await;
+    let options = ProxyOptions {
+        main_extra: "access_log: access.log\naccess_log_format: combined\n".into(),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&single_route("log.example.com", &[&a]), options).await;
+    let c = client();
+    let path = proxy.dir.path().join("access.log");
+    assert_eq!(get(&c, &proxy, "log.example.com", "/one").await.0, 200);
+    wait_for(Duration::from_secs(5), "the first line", || async {
+        std::fs::read_to_string(&path)
+            .ok()?
+            .contains("GET /one HTTP/1.1\" 200")
+            .then_some(())
+    })
+    .await;
+    // logrotate: move the file away, then ask for a reopen.
+    let rotated = proxy.dir.path().join("access.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe { libc::kill(proxy.pid() as libc::pid_t, libc::SIGUSR1) };
+    let line = wait_for(Duration::from_secs(5), "a line in the new file", || async {
+        // Requests keep coming until the reopen has happened and one lands in the new file.
+        let _ = get(&client(), &proxy, "log.example.com", "/two").await;
+        std::fs::read_to_string(&path)
+            .ok()?
+            .lines()
+            .next()
+            .map(str::to_string)
+    })
+    .await;
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(line.contains("\"GET /two HTTP/1.1\" 200 "), "{line}");
+    assert!(std::fs::read_to_string(&rotated).unwrap().contains("/one"));
+}
