@@ -335,17 +335,9 @@ async fn status_shows_the_live_table() {
         b.server()
     );
     assert_eq!(push(&c, &proxy, &doc).await.0, 200);
-    let status: Value = c
-        .get(proxy.api_url("/status"))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status["generation"], 2);
-    let hosts = status["hosts"].as_array().unwrap();
+    let state = status(&proxy, KEY).await.unwrap();
+    assert_eq!(state["generation"], 2);
+    let hosts = state["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 1);
     assert_eq!(hosts[0]["host"], "q.example.com");
     let paths = hosts[0]["paths"].as_array().unwrap();
@@ -355,8 +347,8 @@ async fn status_shows_the_live_table() {
     assert_eq!(paths[1]["backends"][0]["address"], a.server());
     assert_eq!(paths[1]["backends"][0]["tls"], false);
     assert!(
-        !status.to_string().contains("\"k\""),
-        "secrets never shown: {status}"
+        !state.to_string().contains("\"k\""),
+        "secrets never shown: {state}"
     );
 }
 

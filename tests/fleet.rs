@@ -24,22 +24,14 @@ async fn instance(consul: &ConsulDouble, doc: &str) -> Proxy {
 /// Waits until the instance's watch has read the key (before that, a push is refused with
 /// 409: the instance cannot know which value it would replace).
 async fn synced(proxy: &Proxy) {
-    let c = client();
-    wait_for(Duration::from_secs(10), "the key watch to connect", || {
-        let c = c.clone();
-        async move {
-            let s: serde_json::Value = c
-                .get(proxy.api_url("/status"))
-                .header("x-api-key", MASTER)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+    wait_for(
+        Duration::from_secs(10),
+        "the key watch to connect",
+        || async move {
+            let s = status(proxy, MASTER).await?;
             (s["cluster"]["connected"] == true && s["cluster"]["index"].as_u64()? > 0).then_some(())
-        }
-    })
+        },
+    )
     .await;
 }
 
@@ -92,22 +84,14 @@ async fn a_push_reaches_every_instance() {
     let doc_a = single_route("f.example.com", &[&a]);
     consul.put_kv(KEY, &doc_a);
     let fleet = fleet_of(3, &consul, &doc_a, "a").await;
-    let (status, body) = push(&fleet[0], &single_route("f.example.com", &[&b])).await;
-    assert_eq!(status, 200, "{body}");
+    let (code, body) = push(&fleet[0], &single_route("f.example.com", &[&b])).await;
+    assert_eq!(code, 200, "{body}");
     for p in &fleet {
         serves(p, "b").await;
     }
-    let status: serde_json::Value = client()
-        .get(fleet[1].api_url("/status"))
-        .header("x-api-key", MASTER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status["cluster"]["key"], KEY);
-    assert_eq!(status["cluster"]["connected"], true);
+    let state = status(&fleet[1], MASTER).await.unwrap();
+    assert_eq!(state["cluster"]["key"], KEY);
+    assert_eq!(state["cluster"]["connected"], true);
 }
 
 #[tokio::test(flavor = "multi_thread")]

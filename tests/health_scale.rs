@@ -10,15 +10,7 @@ use common::*;
 const INTERVAL: Duration = Duration::from_secs(1);
 
 async fn health_of(proxy: &Proxy) -> Option<Vec<String>> {
-    let s: serde_json::Value = client()
-        .get(proxy.api_url("/status"))
-        .header("x-api-key", "k")
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let s = status(proxy, "k").await?;
     Some(
         s["hosts"][0]["paths"][0]["backends"]
             .as_array()?

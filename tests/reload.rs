@@ -11,16 +11,6 @@ use common::*;
 /// apply) is a speed figure: `live_within` returns the time taken, which the tests print.
 const LIVE_DEADLINE: Duration = Duration::from_secs(5);
 
-async fn backend_of(
-    client: &reqwest::Client,
-    proxy: &Proxy,
-    host: &str,
-    path: &str,
-) -> Option<String> {
-    let (status, body) = get(client, proxy, host, path).await;
-    (status == 200).then(|| Echo::parse(&body).backend)
-}
-
 /// Waits until `host/path` is served by `want`, returning how long that took.
 async fn live_within(
     proxy: &Proxy,

@@ -8,16 +8,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn backend_of(
-    client: &reqwest::Client,
-    proxy: &Proxy,
-    host: &str,
-    path: &str,
-) -> Option<String> {
-    let (status, body) = get(client, proxy, host, path).await;
-    (status == 200).then(|| Echo::parse(&body).backend)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn routes_by_host_and_longest_prefix() {
     let root = TestBackend::start("root").await;

@@ -155,8 +155,16 @@ mod tests {
         }
     }
 
-    fn env() -> (HealthRegistry, Vec<u8>) {
-        (HealthRegistry::default(), b"k".to_vec())
+    /// Compiles with the fake resolver, a fresh health registry and no discovered instances.
+    fn compile_offline(c: &UpstreamsConfig, generation: u64) -> Result<RoutingTable, ConfigError> {
+        let (health, discovered) = (HealthRegistry::default(), HashMap::new());
+        let env = CompileEnv {
+            resolve: &fake_dns,
+            health: &health,
+            sticky_key: b"k",
+            discovered: &discovered,
+        };
+        compile(c, "u.yaml", generation, &env)
     }
 
     fn parse(text: &str) -> UpstreamsConfig {
@@ -168,15 +176,7 @@ mod tests {
         let c = parse(
             "a.com:\n  paths:\n    \"/\":\n      servers: [\"two.internal:81\", \"10.0.0.9:80\"]\n",
         );
-        let (health, key) = env();
-        let discovered = HashMap::new();
-        let env = CompileEnv {
-            resolve: &fake_dns,
-            health: &health,
-            sticky_key: &key,
-            discovered: &discovered,
-        };
-        let t = compile(&c, "u.yaml", 7, &env).unwrap();
+        let t = compile_offline(&c, 7).unwrap();
         let Lookup::Found(r) = t.lookup("a.com", "/") else {
             panic!("route missing");
         };
@@ -198,15 +198,7 @@ mod tests {
         let c = parse(
             "a.com:\n  paths:\n    \"/\":\n      servers:\n        - \"nowhere.invalid:81\"\n",
         );
-        let (health, key) = env();
-        let discovered = HashMap::new();
-        let env = CompileEnv {
-            resolve: &fake_dns,
-            health: &health,
-            sticky_key: &key,
-            discovered: &discovered,
-        };
-        let err = compile(&c, "u.yaml", 1, &env).unwrap_err();
+        let err = compile_offline(&c, 1).unwrap_err();
         assert_eq!(
             err.to_string(),
             "u.yaml:5:11: a.com.paths./.servers[0]: cannot resolve \"nowhere.invalid\": no such host"

@@ -62,12 +62,7 @@ pub async fn health(
             return (StatusCode::FORBIDDEN, "ACL not found").into_response();
         }
     }
-    let wanted: u64 = q.get("index").and_then(|i| i.parse().ok()).unwrap_or(0);
-    let wait = q
-        .get("wait")
-        .and_then(|w| w.trim_end_matches('s').parse().ok())
-        .map_or(Duration::from_secs(300), Duration::from_secs);
-    block(&state, wanted, wait).await;
+    block(&state, &q).await;
     let index = *state.index.borrow();
     if state.malformed.load(Ordering::SeqCst) {
         return ([("X-Consul-Index", index.to_string())], "{not json").into_response();
@@ -93,8 +88,14 @@ pub async fn health(
     ([("X-Consul-Index", index.to_string())], axum::Json(entries)).into_response()
 }
 
-/// Blocks a query with `index` until the index passes it (and no freeze holds it) or `wait`.
-async fn block(state: &DoubleState, wanted: u64, wait: Duration) {
+/// Blocks a query with `index` until the index passes it (and no freeze holds it) or its
+/// `wait` (default 5 minutes, as Consul's) ends.
+async fn block(state: &DoubleState, q: &HashMap<String, String>) {
+    let wanted: u64 = q.get("index").and_then(|i| i.parse().ok()).unwrap_or(0);
+    let wait = q
+        .get("wait")
+        .and_then(|w| w.trim_end_matches('s').parse().ok())
+        .map_or(Duration::from_secs(300), Duration::from_secs);
     let mut rx = state.index.subscribe();
     let mut frozen = state.frozen.subscribe();
     let _ = tokio::time::timeout(wait, async {
@@ -127,12 +128,7 @@ async fn kv_get(
     if !authorized(&state, &headers) {
         return (StatusCode::FORBIDDEN, "ACL not found").into_response();
     }
-    let wanted: u64 = q.get("index").and_then(|i| i.parse().ok()).unwrap_or(0);
-    let wait = q
-        .get("wait")
-        .and_then(|w| w.trim_end_matches('s').parse().ok())
-        .map_or(Duration::from_secs(300), Duration::from_secs);
-    block(&state, wanted, wait).await;
+    block(&state, &q).await;
     let index = *state.index.borrow();
     let entry = state.kv.lock().unwrap().get(&key).cloned();
     match entry {

@@ -617,6 +617,30 @@ pub async fn get(client: &reqwest::Client, proxy: &Proxy, host: &str, path: &str
     (status, resp.text().await.unwrap_or_default())
 }
 
+/// The backend that answered `host/path`, when the answer was a 200.
+pub async fn backend_of(
+    client: &reqwest::Client,
+    proxy: &Proxy,
+    host: &str,
+    path: &str,
+) -> Option<String> {
+    let (status, body) = get(client, proxy, host, path).await;
+    (status == 200).then(|| Echo::parse(&body).backend)
+}
+
+/// `GET /status` with the master key, as JSON; None while the API does not answer.
+pub async fn status(proxy: &Proxy, key: &str) -> Option<serde_json::Value> {
+    client()
+        .get(proxy.api_url("/status"))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 /// One route `/` on `host` over the given backends.
 pub fn single_route(host: &str, backends: &[&TestBackend]) -> String {
     let servers: Vec<String> = backends
