@@ -8,6 +8,15 @@ use common::*;
 
 const KEY: &str = "ops-key";
 
+/// The first line of a file, once it has one.
+fn first_line(path: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()
+        .map(str::to_string)
+}
+
 async fn metrics(proxy: &Proxy) -> String {
     client()
         .get(proxy.api_url("/metrics"))
@@ -110,11 +119,7 @@ async fn access_log_lines_are_json_without_the_token() {
     assert_eq!(resp.status(), 200);
     let path = proxy.dir.path().join(dir_log);
     let line = wait_for(Duration::from_secs(5), "an access log line", || async {
-        std::fs::read_to_string(&path)
-            .ok()?
-            .lines()
-            .next()
-            .map(str::to_string)
+        first_line(&path)
     })
     .await;
     assert!(!line.contains("s3cr3t"), "token in the access log: {line}");
@@ -308,11 +313,7 @@ async fn access_log_reopens_on_sigusr1_and_writes_combined() {
     let line = wait_for(Duration::from_secs(5), "a line in the new file", || async {
         // Requests keep coming until the reopen has happened and one lands in the new file.
         let _ = get(&client(), &proxy, "log.example.com", "/two").await;
-        std::fs::read_to_string(&path)
-            .ok()?
-            .lines()
-            .next()
-            .map(str::to_string)
+        first_line(&path)
     })
     .await;
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");

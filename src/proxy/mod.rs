@@ -136,26 +136,14 @@ impl ProxyHttp for AralezProxy {
         // Route on the normalised path; forward the path as received.
         let route = match table.lookup(request_host(req), &normalize(req.uri.path())) {
             Lookup::Found(route) => route.clone(),
-            Lookup::NoHost => {
-                debug!("no route for host {:?}", request_host(req));
-                local::respond_text(
-                    session,
-                    404,
-                    "404 Not Found: no route for this host\n",
-                    &[&table.response_headers],
-                )
-                .await?;
-                return Ok(true);
-            }
-            Lookup::NoPath => {
+            miss => {
+                let body = if matches!(miss, Lookup::NoHost) {
+                    "404 Not Found: no route for this host\n"
+                } else {
+                    "404 Not Found: no route for this path\n"
+                };
                 debug!("no route for {:?}{}", request_host(req), req.uri.path());
-                local::respond_text(
-                    session,
-                    404,
-                    "404 Not Found: no route for this path\n",
-                    &[&table.response_headers],
-                )
-                .await?;
+                local::respond_text(session, 404, body, &[&table.response_headers]).await?;
                 return Ok(true);
             }
         };

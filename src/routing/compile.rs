@@ -33,6 +33,20 @@ pub struct CompileEnv<'a> {
     pub discovered: &'a HashMap<String, Vec<SocketAddr>>,
 }
 
+impl CompileEnv<'_> {
+    /// The backend at `addr`, named `name` in logs, with its lasting health and sticky id.
+    fn backend(&self, addr: SocketAddr, name: String) -> Backend {
+        let key = BackendKey { addr };
+        Backend {
+            addr,
+            key,
+            name: name.into(),
+            health: self.health.entry(key),
+            sticky_id: sticky::backend_id(self.sticky_key, &addr).into(),
+        }
+    }
+}
+
 /// Builds the table for `config` as generation `generation`. `file` names the source in errors.
 pub fn compile(
     config: &UpstreamsConfig,
@@ -51,14 +65,7 @@ pub fn compile(
             if let Some(service) = &path.discover {
                 for &addr in env.discovered.get(service).map_or(&[][..], Vec::as_slice) {
                     distinct.insert(addr);
-                    let key = BackendKey { addr };
-                    backends.push(Backend {
-                        addr,
-                        key,
-                        name: addr.to_string().into(),
-                        health: env.health.entry(key),
-                        sticky_id: sticky::backend_id(env.sticky_key, &addr).into(),
-                    });
+                    backends.push(env.backend(addr, addr.to_string()));
                 }
             }
             for entry in &path.servers {
@@ -66,14 +73,7 @@ pub fn compile(
                     Ok(addrs) => {
                         for addr in addrs {
                             distinct.insert(addr);
-                            let key = BackendKey { addr };
-                            backends.push(Backend {
-                                addr,
-                                key,
-                                name: entry.display().into(),
-                                health: env.health.entry(key),
-                                sticky_id: sticky::backend_id(env.sticky_key, &addr).into(),
-                            });
+                            backends.push(env.backend(addr, entry.display()));
                         }
                     }
                     Err(message) => issues.push(Issue {
