@@ -129,8 +129,11 @@ async fn kv_get(
         return (StatusCode::FORBIDDEN, "ACL not found").into_response();
     }
     block(&state, &q).await;
-    let index = *state.index.borrow();
-    let entry = state.kv.lock().unwrap().get(&key).cloned();
+    // Index and value read together, under the lock writers hold while they change both.
+    let (index, entry) = {
+        let kv = state.kv.lock().unwrap();
+        (*state.index.borrow(), kv.get(&key).cloned())
+    };
     match entry {
         None => (
             StatusCode::NOT_FOUND,
@@ -211,16 +214,15 @@ impl ConsulDouble {
 
     /// Writes a KV value directly, as another operator or tool would.
     pub fn put_kv(&self, key: &str, value: &str) {
+        // The value is stored under the lock readers take, before they can see the new index,
+        // so that a woken blocking query never gets the new index with the old value.
+        let mut kv = self.state.kv.lock().unwrap();
         let mut next = 0;
         self.state.index.send_modify(|i| {
             *i += 1;
             next = *i;
         });
-        self.state
-            .kv
-            .lock()
-            .unwrap()
-            .insert(key.into(), (value.as_bytes().to_vec(), next));
+        kv.insert(key.into(), (value.as_bytes().to_vec(), next));
     }
 
     pub fn set_frozen(&self, frozen: bool) {
