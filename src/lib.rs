@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod balance;
 pub mod config;
+pub mod downstream;
 pub mod health;
 pub mod lifecycle;
 pub mod metrics;

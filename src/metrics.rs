@@ -38,6 +38,10 @@ pub struct Metrics {
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
     pub access_log_dropped: IntCounter,
+    /// Open client connections by listener (`aralez_downstream_connections`).
+    pub connections_plain: IntGauge,
+    pub connections_tls: IntGauge,
+    pub header_timeouts: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -91,6 +95,12 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("latency histogram: {e}"));
         register(&r, latency.clone());
+        let connections = gauge_vec(
+            &r,
+            "aralez_downstream_connections",
+            "Open client connections, by listener.",
+            &["listener"],
+        );
         let host_latency = HistogramVec::new(
             HistogramOpts::new(
                 "aralez_host_response_latency_seconds",
@@ -181,6 +191,13 @@ impl Metrics {
                 &r,
                 "aralez_access_log_dropped_total",
                 "Access log lines dropped because the queue was full.",
+            ),
+            connections_plain: connections.with_label_values(&["http"]),
+            connections_tls: connections.with_label_values(&["https"]),
+            header_timeouts: counter(
+                &r,
+                "aralez_client_header_timeouts_total",
+                "Client connections closed because a request header took longer than header_timeout.",
             ),
             registry: r,
         }

@@ -4,13 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora::prelude::Opt;
-use pingora::proxy::http_proxy_service;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
 use crate::api::{ApiListeners, ApiService, ApiState};
 use crate::config::MainConfig;
+use crate::downstream::GuardedApp;
 use crate::health::{HealthChecker, HealthSettings};
 use crate::lifecycle::{InFlight, ShutdownSignals};
 use crate::providers::cluster::{Cluster, ClusterWatcher};
@@ -131,16 +133,20 @@ impl Aralez {
             websocket_idle_timeout: std::time::Duration::from_secs(main.websocket_idle_timeout),
             upstream_read_timeout: std::time::Duration::from_secs(main.upstream_read_timeout),
             max_body_size: main.max_body_size,
+            keepalive_timeout: main.keepalive_timeout,
             in_flight: in_flight.clone(),
             access_log,
         };
-        let mut service = http_proxy_service(&server.configuration, proxy);
-        if let Some(app) = service.app_logic_mut() {
-            let mut options = HttpServerOptions::default();
-            // HTTP/2 with prior knowledge on the plain listener (gRPC without TLS).
-            options.h2c = main.h2c;
-            app.server_options = Some(options);
-        }
+        let mut app = http_proxy(&server.configuration, proxy);
+        let mut options = HttpServerOptions::default();
+        // HTTP/2 with prior knowledge on the plain listener (gRPC without TLS).
+        options.h2c = main.h2c;
+        app.server_options = Some(options);
+        let header_timeout = std::time::Duration::from_secs(main.header_timeout);
+        let mut service = Service::new(
+            "aralez proxy".to_string(),
+            GuardedApp::new(app, header_timeout),
+        );
         service.add_tcp(&main.proxy_address_http);
         if let (Some(addr), Some(folder)) = (&main.proxy_address_tls, &main.proxy_certificates) {
             let certs = CertStore::load(folder.clone())

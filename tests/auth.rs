@@ -289,3 +289,122 @@ async fn dot_segments_cannot_escape_into_an_open_route() {
     }
     assert_eq!(raw_status(&proxy, "/open/x").await, 200);
 }
+
+/// Sends a raw HTTP/1.1 request and returns the status code (0 when there is none).
+async fn raw_request_status(proxy: &Proxy, request: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_request_shape_passes_a_protected_route_without_credentials() {
+    let b = TestBackend::start("b").await;
+    let proxy = setup(&b).await;
+    // HTTP/1.1, every method.
+    let h1 = client();
+    for method in ["GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = h1
+            .request(m, proxy.url("/key/x"))
+            .header("host", "auth.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "h1 {method}");
+    }
+    // HTTP/2 with prior knowledge on the plain listener, routed by :authority.
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .resolve(
+            "auth.example.com",
+            std::net::SocketAddr::from(([127, 0, 0, 1], proxy.port)),
+        )
+        .build()
+        .unwrap();
+    for method in ["GET", "HEAD", "OPTIONS", "POST"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let url = format!("http://auth.example.com:{}/key/x", proxy.port);
+        let resp = h2.request(m, &url).send().await.unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 401, "h2 {method}");
+    }
+    // A WebSocket upgrade, an absolute-form target, encoded spellings, OPTIONS *.
+    let upgrade = "GET /key/ws HTTP/1.1\r\nHost: auth.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    assert_eq!(raw_request_status(&proxy, upgrade).await, 401);
+    let absolute = "GET http://auth.example.com/key/x HTTP/1.1\r\nHost: auth.example.com\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request_status(&proxy, absolute).await, 401);
+    // Pingora refuses a Host that differs from the target's authority.
+    let mismatch = "GET http://auth.example.com/key/x HTTP/1.1\r\nHost: other.example.com\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request_status(&proxy, mismatch).await, 400);
+    for target in ["/%6bey/x", "/KEY/x", "/key%2fx", "/open/..%2fkey"] {
+        assert_ne!(raw_status(&proxy, target).await, 200, "{target}");
+    }
+    let options = "OPTIONS * HTTP/1.1\r\nHost: auth.example.com\r\nConnection: close\r\n\r\n";
+    assert_ne!(raw_request_status(&proxy, options).await, 200);
+    assert_eq!(
+        b.served(),
+        0,
+        "a request without credentials reached the backend"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_https_never_skips_authentication() {
+    let b = TestBackend::start("b").await;
+    let doc = format!(
+        "upstreams:\n  auth.example.com:\n    paths:\n      \"/\":\n        to_https: true\n        servers: [\"{}\"]\n        authorization: {{type: apikey, creds: \"k-123\"}}\n",
+        b.server()
+    );
+    let options = ProxyOptions {
+        tls: true,
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&doc, options).await;
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = plain
+        .get(proxy.url("/x"))
+        .header("host", "auth.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 301);
+    // HTTP/1.1, so that the Host header names the route (h2 would send :authority localhost).
+    let tls = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/x", proxy.tls_port.unwrap());
+    let resp = tls
+        .get(&url)
+        .header("host", "auth.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(b.served(), 0);
+    let resp = tls
+        .get(&url)
+        .header("host", "auth.example.com")
+        .header("x-api-key", "k-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

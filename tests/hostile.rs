@@ -37,6 +37,10 @@ async fn malformed_and_ambiguous_requests_are_refused() {
         ("two CLs", b"POST / HTTP/1.1\r\nHost: h.example.com\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".to_vec(), "400"),
         ("TE not chunked", b"POST / HTTP/1.1\r\nHost: h.example.com\r\nTransfer-Encoding: gzip\r\n\r\nxx".to_vec(), "400"),
         ("folded header", b"GET / HTTP/1.1\r\nHost: h.example.com\r\nX: a\r\n b\r\n\r\n".to_vec(), "400"),
+        ("bare LF in the header", b"GET / HTTP/1.1\r\nHost: h.example.com\nX: a\r\n\r\n".to_vec(), "400"),
+        ("bare LF everywhere", b"GET / HTTP/1.1\nHost: h.example.com\n\n".to_vec(), "400"),
+        ("CL with chunked", b"POST /x HTTP/1.1\r\nHost: h.example.com\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), "400"),
+        ("chunked with CL", b"POST /x HTTP/1.1\r\nHost: h.example.com\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n0\r\n\r\n".to_vec(), "400"),
     ];
     for (name, raw, status) in cases {
         let resp = exchange(&proxy, &raw).await;
@@ -50,15 +54,120 @@ async fn malformed_and_ambiguous_requests_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn content_length_with_chunked_reaches_the_backend_unambiguously() {
-    // Pingora drops the Content-Length of a chunked request (RFC 9112 §6.3) before our hooks
-    // run, so the backend gets one framing only: chunked.
+async fn a_malformed_chunk_size_never_reaches_the_backend_as_sent() {
     let b = TestBackend::start("b").await;
     let proxy = Proxy::start(&single_route("h.example.com", &[&b])).await;
-    let raw = b"POST /x HTTP/1.1\r\nHost: h.example.com\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let raw = b"POST /__upload HTTP/1.1\r\nHost: h.example.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
     let resp = exchange(&proxy, raw).await;
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let echo = Echo::parse(body);
-    assert!(!echo.headers.contains_key("content-length"), "{body}");
+    assert!(!resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+/// Sends `head` at once, then trickles `tail` one byte every 100 ms, and returns what the
+/// proxy answered once it closed the connection (None: still open after 15 s).
+async fn trickle(proxy: &Proxy, head: &[u8], tail: &[u8]) -> Option<String> {
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(head).await.unwrap();
+    let tail = tail.to_vec();
+    let writer = tokio::spawn(async move {
+        for byte in tail {
+            if wr.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Keep the write side open: only the proxy may end this connection.
+        std::future::pending::<()>().await;
+    });
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), rd.read_to_end(&mut out)).await;
+    writer.abort();
+    read.ok()
+        .map(|_| String::from_utf8_lossy(&out).into_owned())
+}
+
+const SLOW: &str = "header_timeout: 1\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_trickled_byte_by_byte_is_cut_off() {
+    let b = TestBackend::start("b").await;
+    let options = ProxyOptions {
+        main_extra: SLOW.into(),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&single_route("h.example.com", &[&b]), options).await;
+    // 300 header bytes at 10 bytes/s would take 30 s; the deadline is 1 s.
+    let tail = format!("X-Slow: {}\r\n\r\n", "a".repeat(300));
+    let answer = trickle(
+        &proxy,
+        b"GET / HTTP/1.1\r\nHost: h.example.com\r\n",
+        tail.as_bytes(),
+    )
+    .await
+    .expect("a trickled header kept its connection");
+    assert!(!answer.contains(" 200 "), "{answer}");
+    assert_eq!(b.served(), 0);
+
+    // The same on a keep-alive connection, after a first request that was answered.
+    let first = b"GET / HTTP/1.1\r\nHost: h.example.com\r\n\r\n";
+    let second = format!("GET /two HTTP/1.1\r\nHost: h.example.com\r\n{tail}");
+    let answer = trickle(&proxy, first, second.as_bytes())
+        .await
+        .expect("a trickled second header kept its connection");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert_eq!(b.served(), 1);
+
+    // A header that is merely slow, but whole within the deadline, is served.
+    let head = b"GET / HTTP/1.1\r\nHost: h.example.com\r\nConnection: close";
+    let answer = trickle(&proxy, head, b"\r\n\r\n")
+        .await
+        .expect("the request was not answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let b = TestBackend::start("b").await;
+    let options = ProxyOptions {
+        main_extra: "keepalive_timeout: 1\n".into(),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&single_route("h.example.com", &[&b]), options).await;
+    // One request, then silence: the proxy must end the connection (Pingora alone never would).
+    let answer = trickle(
+        &proxy,
+        b"GET / HTTP/1.1\r\nHost: h.example.com\r\n\r\n",
+        b"",
+    )
+    .await
+    .expect("the idle connection was kept open");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_http10_request_is_answered_with_h2c_on() {
+    // 18 bytes, fewer than the 24 of the HTTP/2 preface the plain listener looks for.
+    let b = TestBackend::start("b").await;
+    let proxy = Proxy::start(&single_route("h.example.com", &[&b])).await;
+    let answer = trickle(&proxy, b"GET / HTTP/1.0\r\n\r\n", b"")
+        .await
+        .expect("no answer to a short HTTP/1.0 request");
+    assert!(
+        answer.starts_with("HTTP/1.0 404") || answer.starts_with("HTTP/1.1 404"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_requests_are_answered_in_order() {
+    let b = TestBackend::start("b").await;
+    let proxy = Proxy::start(&single_route("h.example.com", &[&b])).await;
+    let raw = b"GET /one HTTP/1.1\r\nHost: h.example.com\r\n\r\nGET /two HTTP/1.1\r\nHost: h.example.com\r\nConnection: close\r\n\r\n";
+    let answer = exchange(&proxy, raw).await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+    let (one, two) = (answer.find("/one"), answer.find("/two"));
+    assert!(one.is_some() && one < two, "{answer}");
 }

@@ -320,3 +320,33 @@ async fn access_log_reopens_on_sigusr1_and_writes_combined() {
     assert!(line.contains("\"GET /two HTTP/1.1\" 200 "), "{line}");
     assert!(std::fs::read_to_string(&rotated).unwrap().contains("/one"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_client_connections_are_a_gauge() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = TestBackend::start("a").await;
+    let proxy = Proxy::start(&single_route("conn.example.com", &[&a])).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: conn.example.com\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        open.push(s);
+    }
+    let gauge = "aralez_downstream_connections{listener=\"http\"}";
+    wait_for(Duration::from_secs(5), "three open connections", || async {
+        (sample(&metrics(&proxy).await, gauge) == Some(3.0)).then_some(())
+    })
+    .await;
+    drop(open);
+    wait_for(Duration::from_secs(5), "no open connection", || async {
+        (sample(&metrics(&proxy).await, gauge) == Some(0.0)).then_some(())
+    })
+    .await;
+}

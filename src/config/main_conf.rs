@@ -44,6 +44,8 @@ pub const MAIN_KEYS: &[&str] = &[
     "access_log_format",
     "websocket_idle_timeout",
     "shutdown_timeout",
+    "header_timeout",
+    "keepalive_timeout",
 ];
 
 pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
@@ -126,8 +128,8 @@ pub struct MainConfig {
     pub master_key: Option<String>,
     /// Seconds to wait for an upstream TCP connection before trying the next server.
     pub connect_timeout: f64,
-    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener. Pingora tells h2c from
-    /// HTTP/1 by the first 24 bytes, so a shorter HTTP/1.0 request waits for more bytes.
+    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener (told from HTTP/1 by
+    /// the connection preface, see `downstream`).
     pub h2c: bool,
     /// Fleet mode: the routing document lives in a Consul KV key shared by every instance.
     pub cluster: Option<ClusterConfig>,
@@ -146,6 +148,11 @@ pub struct MainConfig {
     pub websocket_idle_timeout: u64,
     /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_timeout: u64,
+    /// Seconds a client gets to send a whole HTTP/1.x request header, counted from the
+    /// connection (first request) or from the request's first byte (keep-alive): slowloris.
+    pub header_timeout: u64,
+    /// Seconds an idle HTTP/1.x keep-alive connection is kept open between requests.
+    pub keepalive_timeout: u64,
 }
 
 impl Default for MainConfig {
@@ -183,6 +190,8 @@ impl Default for MainConfig {
             max_body_size: 0,
             websocket_idle_timeout: 3600,
             shutdown_timeout: 10,
+            header_timeout: 10,
+            keepalive_timeout: 60,
         }
     }
 }
@@ -297,6 +306,12 @@ impl MainConfig {
         }
         if self.client_read_timeout == 0 {
             sink.push("client_read_timeout", "must be at least 1 second");
+        }
+        if self.header_timeout == 0 {
+            sink.push("header_timeout", "must be at least 1 second");
+        }
+        if self.keepalive_timeout == 0 {
+            sink.push("keepalive_timeout", "must be at least 1 second");
         }
         if self.websocket_idle_timeout == 0 {
             sink.push("websocket_idle_timeout", "must be at least 1 second");

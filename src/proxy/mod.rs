@@ -24,6 +24,7 @@ pub use local::https_location;
 use crate::access_log::{millis, AccessLog, Entry};
 use crate::auth::{without_query_param, RouteAuth, Verdict, TOKEN_PARAM};
 use crate::balance::{pick, sticky};
+use crate::downstream::guarded;
 use crate::lifecycle::InFlight;
 use crate::metrics::METRICS;
 use crate::routing::path::normalize;
@@ -44,6 +45,8 @@ pub struct AralezProxy {
     pub upstream_read_timeout: Duration,
     /// Largest request body unless a path sets its own (0: no limit).
     pub max_body_size: u64,
+    /// Seconds an idle HTTP/1.x keep-alive connection stays open.
+    pub keepalive_timeout: u64,
     pub in_flight: InFlight,
     /// None when the access log is off.
     pub access_log: Option<AccessLog>,
@@ -120,12 +123,32 @@ impl ProxyHttp for AralezProxy {
         RequestCtx::new(self.in_flight.enter())
     }
 
+    /// The header is in: stop its deadline, and bound the idle time before the next request
+    /// (Pingora keeps an HTTP/1.1 connection open forever between requests).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(conn) = guarded(session) {
+            conn.header_done();
+        }
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.keepalive_timeout));
+        }
+        // Without this Pingora answers 400 when the next request arrives before this one is
+        // done (RFC 9112 §9.3.2 pipelining); requests are still served one at a time.
+        session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     /// Routes the request; answers 404 and HTTPS redirects itself.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if self.in_flight.draining() {
             session.set_keepalive(None);
         }
-        if let Some((status, body)) = guard::refuse(session.req_header()) {
+        let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
+        if let Some((status, body)) = guard::refuse(session.req_header(), raw.as_deref()) {
             debug!("refused with {status}: {}", body.trim_end());
             session.set_keepalive(None);
             local::respond_text(session, status, body, &[]).await?;
@@ -407,6 +430,9 @@ impl ProxyHttp for AralezProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(conn) = guarded(session) {
+            conn.request_done(session.was_upgraded());
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         METRICS.record_request(
