@@ -9,6 +9,7 @@ pub mod downstream;
 pub mod health;
 pub mod lifecycle;
 pub mod metrics;
+pub mod privileges;
 pub mod providers;
 pub mod proxy;
 pub mod routing;

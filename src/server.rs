@@ -15,6 +15,7 @@ use crate::config::MainConfig;
 use crate::downstream::GuardedApp;
 use crate::health::{HealthChecker, HealthSettings};
 use crate::lifecycle::{InFlight, ShutdownSignals};
+use crate::privileges::{Identity, PrivilegeDrop};
 use crate::providers::cluster::{Cluster, ClusterWatcher};
 use crate::providers::{ConsulProvider, FileProvider};
 use crate::proxy::AralezProxy;
@@ -31,6 +32,8 @@ pub enum StartError {
     Cluster(String),
     #[error("config API: {0}")]
     Api(#[from] crate::api::listen::ListenError),
+    #[error("{0}")]
+    Privileges(#[from] crate::privileges::PrivilegeError),
 }
 
 /// Flags from the command line that Pingora acts on.
@@ -47,8 +50,9 @@ fn server_conf(main: &MainConfig, flags: ProcessFlags) -> ServerConf {
         pid_file: main.pid_file.display().to_string(),
         error_log: main.error_log.as_ref().map(|p| p.display().to_string()),
         upgrade_sock: main.upgrade_sock.display().to_string(),
-        user: main.user.clone(),
-        group: main.group.clone(),
+        // Not Pingora's: it would drop them before binding (see `privileges`).
+        user: None,
+        group: None,
         upstream_keepalive_pool_size: main.upstream_keepalive_pool_size,
         ..ServerConf::default()
     };
@@ -116,8 +120,23 @@ impl Aralez {
             daemon: main.daemon || flags.daemon,
             ..Opt::default()
         };
+        let identity = Identity::resolve(main.user.as_deref(), main.group.as_deref())?;
         let mut server = Server::new_with_opt_and_conf(opt, server_conf(main, flags));
         server.bootstrap();
+        if let Some(identity) = identity {
+            let ports = [
+                Some(&main.proxy_address_http),
+                main.proxy_address_tls.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|addr| addr.rsplit(':').next()?.parse().ok())
+            .collect();
+            server.add_service(background_service(
+                "privilege drop",
+                PrivilegeDrop::new(identity, ports),
+            ));
+        }
 
         let in_flight = InFlight::default();
         let access_log = main.access_log().map(|(target, format)| {

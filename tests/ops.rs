@@ -165,17 +165,49 @@ async fn sighup_reloads_the_routing_file() {
     .await;
 }
 
-/// An aralez started in daemon mode (the foreground part has exited 0).
+/// An aralez started from its own config folder, in daemon mode (the foreground part has
+/// exited 0) or as a child in the foreground.
 struct Daemon {
     pid: i32,
     port: u16,
     dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         // SAFETY: kill(2) has no memory-safety preconditions.
         unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        if let Some(child) = &mut self.child {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A port below 1024 that is free on 127.0.0.1 (root only); never the same twice, as tests
+/// run in parallel.
+fn free_privileged_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(900);
+    loop {
+        let p = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(p < 1024, "no free port below 1024");
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The Uid: and Gid: lines of a process are all `id` (real, effective, saved, fs).
+fn assert_runs_as(pid: i32, id: &str) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for field in ["Uid:", "Gid:"] {
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        assert!(line.split_whitespace().skip(1).all(|v| v == id), "{line}");
     }
 }
 
@@ -183,25 +215,37 @@ impl Daemon {
     /// Starts `aralez -c main.yaml` from the config folder (a relative path: the daemon moves
     /// to `/`, so every path must already be absolute) with `daemon: true` plus `extra`.
     async fn start(extra: &str, upstreams: &str) -> Daemon {
+        Self::start_on(free_port(), true, extra, upstreams).await
+    }
+
+    async fn start_on(port: u16, daemon: bool, extra: &str, upstreams: &str) -> Daemon {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         // Readable by an unprivileged user too (privilege drop).
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let port = free_port();
         std::fs::write(
             dir.path().join("main.yaml"),
             format!(
-                "daemon: true\nthreads: 1\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{}\npid_file: /tmp/aralez-daemon-{port}.pid\nerror_log: /tmp/aralez-daemon-{port}.log\nupgrade_sock: /tmp/aralez-daemon-{port}.sock\nupstreams_conf: upstreams.yaml\n{extra}",
+                "daemon: {daemon}\nthreads: 1\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{}\npid_file: /tmp/aralez-daemon-{port}.pid\nerror_log: /tmp/aralez-daemon-{port}.log\nupgrade_sock: /tmp/aralez-daemon-{port}.sock\nupstreams_conf: upstreams.yaml\n{extra}",
                 free_port()
             ),
         )
         .unwrap();
         std::fs::write(dir.path().join("upstreams.yaml"), upstreams).unwrap();
-        let status = std::process::Command::new(BIN)
-            .current_dir(dir.path())
-            .args(["-c", "main.yaml"])
-            .status()
-            .unwrap();
+        let mut command = std::process::Command::new(BIN);
+        command.current_dir(dir.path()).args(["-c", "main.yaml"]);
+        if !daemon {
+            let log = std::fs::File::create(dir.path().join("aralez.log")).unwrap();
+            let child = command.stderr(log).spawn().unwrap();
+            let pid = child.id() as i32;
+            return Daemon {
+                pid,
+                port,
+                dir,
+                child: Some(child),
+            };
+        }
+        let status = command.status().unwrap();
         assert!(status.success(), "the foreground part must exit 0");
         let pid_file = format!("/tmp/aralez-daemon-{port}.pid");
         let pid = wait_for(Duration::from_secs(10), "the PID file", || {
@@ -212,7 +256,12 @@ impl Daemon {
         })
         .await;
         let _ = std::fs::remove_file(&pid_file);
-        Daemon { pid, port, dir }
+        Daemon {
+            pid,
+            port,
+            dir,
+            child: None,
+        }
     }
 
     /// The status of a request for `host`, once the daemon answers.
@@ -264,27 +313,73 @@ async fn upgrade_under_load_fails_no_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn privileges_are_dropped_to_user_and_group() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+async fn privileges_are_dropped_after_binding_a_port_below_1024() {
+    if !is_root() {
         eprintln!("not root: privilege drop cannot be tested here");
         return;
     }
     let a = TestBackend::start("a").await;
-    let daemon = Daemon::start(
+    let routes = single_route("p.example.com", &[&a]);
+    for daemon in [true, false] {
+        let port = free_privileged_port();
+        let proxy = Daemon::start_on(port, daemon, "user: nobody\ngroup: nogroup\n", &routes).await;
+        assert_eq!(proxy.serves("p.example.com").await, 200, "daemon: {daemon}");
+        assert_runs_as(proxy.pid, "65534");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_works_when_privileges_were_dropped() {
+    if !is_root() {
+        eprintln!("not root: privilege drop cannot be tested here");
+        return;
+    }
+    let a = TestBackend::start("a").await;
+    let port = free_privileged_port();
+    let old = Daemon::start_on(
+        port,
+        false,
         "user: nobody\ngroup: nogroup\n",
-        &single_route("p.example.com", &[&a]),
+        &single_route("u.example.com", &[&a]),
     )
     .await;
-    assert_eq!(daemon.serves("p.example.com").await, 200);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid)).unwrap();
-    for field in ["Uid:", "Gid:"] {
-        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        assert!(
-            line.split_whitespace().skip(1).all(|id| id == "65534"),
-            "{line}"
-        );
-    }
+    assert_eq!(old.serves("u.example.com").await, 200);
+    assert_runs_as(old.pid, "65534");
+    let load = Load::start(4, format!("http://127.0.0.1:{port}/"), "u.example.com");
+    load.wait_more(20).await;
+    // The new process starts as root and takes the sockets over from the old (unprivileged)
+    // one through the upgrade socket.
+    let mut new = std::process::Command::new(BIN)
+        .current_dir(old.dir.path())
+        .args(["-u", "-c", "main.yaml"])
+        .spawn()
+        .unwrap();
+    let sock = format!("/tmp/aralez-daemon-{port}.sock");
+    wait_for(Duration::from_secs(10), "the upgrade socket", || {
+        let exists = std::path::Path::new(&sock).exists();
+        async move { exists.then_some(()) }
+    })
+    .await;
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(old.pid, libc::SIGQUIT) };
+    let old_pid = old.pid;
+    let mut old = old;
+    let old_child = old.child.as_mut().unwrap();
+    wait_for(Duration::from_secs(30), "the old process to exit", || {
+        let done = old_child.try_wait().ok().flatten().is_some();
+        async move { done.then_some(()) }
+    })
+    .await;
+    load.wait_more(20).await;
+    load.finish_without_failures().await;
+    let log = std::fs::read_to_string(old.dir.path().join("aralez.log")).unwrap();
+    assert!(log.contains("listener sockets sent"), "{log}");
+    let new_pid = new.id() as i32;
+    assert_ne!(new_pid, old_pid);
+    assert_runs_as(new_pid, "65534");
+    // SAFETY: as above.
+    unsafe { libc::kill(new_pid, libc::SIGTERM) };
+    let _ = new.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -133,6 +133,8 @@ impl ProxyHttp for AralezProxy {
         if let Some(conn) = guarded(session) {
             conn.header_done();
         }
+        // Nothing is served while the process is still root (see `privileges`).
+        crate::privileges::settled().await;
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.keepalive_timeout));
         }
