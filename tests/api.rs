@@ -394,3 +394,117 @@ async fn https_api_with_a_self_signed_certificate() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+/// A small tmpfs mounted on a temporary folder (root only), unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(kib: u32) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Fills the file system up to the last byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.dir.path().join("filler")).unwrap();
+        let block = [0u8; 1024];
+        while f.write_all(&block).is_ok() {}
+        let byte = [0u8; 1];
+        while f.write_all(&byte).is_ok() {}
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_to_a_full_or_read_only_disk_changes_nothing() {
+    let Some(fs) = Tmpfs::mount(64) else {
+        eprintln!("cannot mount a tmpfs here (needs root): disk-full case not run");
+        return;
+    };
+    let a = TestBackend::start("a").await;
+    let original = single_route("old.example.com", &[&a]);
+    let options = ProxyOptions {
+        upstreams_dir: Some(fs.path()),
+        ..with_key()
+    };
+    let proxy = Proxy::start_with(&original, options).await;
+    let c = client();
+    let new = format!(
+        "# {}\n{}",
+        "x".repeat(8000),
+        single_route("new.example.com", &[&a])
+    );
+    let unchanged = |reason: &'static str| {
+        let (c, proxy, original) = (&c, &proxy, &original);
+        async move {
+            assert_eq!(
+                served_by(c, proxy, "old.example.com").await.as_deref(),
+                Some("a"),
+                "{reason}"
+            );
+            assert_eq!(
+                get(c, proxy, "new.example.com", "/").await.0,
+                404,
+                "{reason}"
+            );
+            let on_disk = std::fs::read_to_string(proxy.upstreams_path()).unwrap();
+            assert_eq!(&on_disk, original, "{reason}: the file on disk changed");
+        }
+    };
+
+    fs.fill();
+    let (status, json) = push(&c, &proxy, &new).await;
+    assert_eq!(status, 500, "{json}");
+    assert!(
+        json.to_string().contains("No space left on device"),
+        "{json}"
+    );
+    unchanged("disk full").await;
+
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    fs.remount("ro");
+    let (status, json) = push(&c, &proxy, &new).await;
+    assert_eq!(status, 500, "{json}");
+    assert!(json.to_string().contains("Read-only file system"), "{json}");
+    unchanged("read-only").await;
+
+    // Once the disk takes writes again, the same push goes through.
+    fs.remount("rw");
+    let (status, json) = push(&c, &proxy, &new).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(
+        served_by(&c, &proxy, "new.example.com").await.as_deref(),
+        Some("a")
+    );
+    drop(proxy);
+}

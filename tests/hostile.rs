@@ -171,3 +171,70 @@ async fn pipelined_requests_are_answered_in_order() {
     let (one, two) = (answer.find("/one"), answer.find("/two"));
     assert!(one.is_some() && one < two, "{answer}");
 }
+
+/// Lowers the open-files limit of a running process.
+fn limit_open_files(pid: u32, limit: u64) {
+    let rlim = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: prlimit reads `rlim` and writes nothing (old limit pointer is null).
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &rlim,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn running_out_of_file_descriptors_is_survived() {
+    let b = TestBackend::start("b").await;
+    let proxy = Proxy::start(&single_route("h.example.com", &[&b])).await;
+    let c = client();
+    assert_eq!(get(&c, &proxy, "h.example.com", "/").await.0, 200);
+    let pid = proxy.pid();
+    limit_open_files(pid, open_fds(pid) + 10);
+
+    // Far more connections than descriptors: the proxy takes a few, the rest wait in the
+    // listen queue while accept() fails with EMFILE.
+    let started = std::time::Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..60 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port)).await {
+            held.push(s);
+        }
+    }
+    wait_for(Duration::from_secs(10), "accept errors in the log", || {
+        let failed = proxy.log().contains("Too many open files");
+        async move { failed.then_some(()) }
+    })
+    .await;
+    // Let the accept loop meet the limit for a while, then free everything.
+    wait_for(
+        Duration::from_secs(10),
+        "two seconds of exhaustion",
+        || async { (started.elapsed() > Duration::from_secs(2)).then_some(()) },
+    )
+    .await;
+    drop(held);
+    wait_for(Duration::from_secs(15), "the proxy to serve again", || {
+        let c = c.clone();
+        let proxy = &proxy;
+        async move { (get(&c, proxy, "h.example.com", "/").await.0 == 200).then_some(()) }
+    })
+    .await;
+    // At most about one accept error line per second (Pingora backs off for a second).
+    let errors = proxy.log().matches("Accept() failed").count() as u64;
+    let secs = started.elapsed().as_secs() + 2;
+    assert!(errors <= secs, "{errors} accept errors in {secs} s");
+}

@@ -279,14 +279,30 @@ pub enum ApplyError {
 /// and the new content survives a crash: temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
+    // Replace the file a symlink points to, not the link (config managers link files in).
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let folder = crate::watch::folder_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = folder.join(format!(".{name}.aralez-{}.tmp", std::process::id()));
+    // The document may hold credentials: the new file keeps the old one's mode (0600 stays
+    // 0600), and starts owner-only until then.
+    let mode = std::fs::metadata(path).ok().map(|m| m.permissions());
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+        };
+        if let Some(mode) = mode {
+            file.set_permissions(mode)?;
+        }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -324,6 +340,32 @@ mod tests {
 
     fn store() -> RouteStore {
         RouteStore::new(ValidationContext::default(), Box::new(system_resolver))
+    }
+
+    #[test]
+    fn write_atomic_keeps_symlinks_and_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.yaml");
+        std::fs::write(&real, "old").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("upstreams.yaml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, "new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        // A new file is owner-only.
+        let fresh = dir.path().join("fresh.yaml");
+        write_atomic(&fresh, "x").unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // No temp file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 
     #[test]

@@ -395,6 +395,7 @@ pub struct Proxy {
     /// The config API over HTTPS, with `api_tls`.
     pub api_tls_port: Option<u16>,
     pub tls_port: Option<u16>,
+    upstreams: PathBuf,
     child: Child,
 }
 
@@ -441,6 +442,8 @@ pub struct ProxyOptions {
     pub log_level: Option<&'static str>,
     /// Serve the config API over HTTPS too, with a self-signed certificate for localhost.
     pub api_tls: bool,
+    /// Keep upstreams.yaml in this folder instead of the proxy's own.
+    pub upstreams_dir: Option<PathBuf>,
 }
 
 impl Proxy {
@@ -453,9 +456,15 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let api_port = free_port();
+        let upstreams_path = options
+            .upstreams_dir
+            .as_deref()
+            .unwrap_or(dir.path())
+            .join("upstreams.yaml");
         let mut main = format!(
-            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{api_port}\nupstreams_conf: upstreams.yaml\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: 1\n",
+            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{api_port}\nupstreams_conf: {upstreams}\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: 1\n",
             level = options.log_level.unwrap_or("info"),
+            upstreams = upstreams_path.display(),
             pid = dir.path().join("aralez.pid").display(),
             sock = dir.path().join("aralez.sock").display(),
         );
@@ -485,7 +494,7 @@ impl Proxy {
         }
         main.push_str(&options.main_extra);
         std::fs::write(dir.path().join("main.yaml"), main).unwrap();
-        std::fs::write(dir.path().join("upstreams.yaml"), upstreams).unwrap();
+        std::fs::write(&upstreams_path, upstreams).unwrap();
         let child = spawn(dir.path());
         let mut proxy = Proxy {
             dir,
@@ -493,6 +502,7 @@ impl Proxy {
             api_port,
             api_tls_port,
             tls_port,
+            upstreams: upstreams_path,
             child,
         };
         proxy.wait_accepting().await;
@@ -586,7 +596,7 @@ impl Proxy {
     }
 
     pub fn upstreams_path(&self) -> PathBuf {
-        self.dir.path().join("upstreams.yaml")
+        self.upstreams.clone()
     }
 
     /// Everything aralez logged so far.
