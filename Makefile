@@ -5,7 +5,7 @@ CARGO ?= cargo
 BUILD_TOOLS := cmake pkg-config cc c++ perl make
 APT_PACKAGES := cmake pkg-config gcc g++ make perl
 
-.PHONY: run test deps build bench bench-load ci fmt clippy
+.PHONY: run test deps build bench bench-load soak ci fmt clippy
 
 ## Install missing build prerequisites (apt-get as root; otherwise print the command).
 deps:
@@ -44,6 +44,12 @@ bench: deps
 ## Only the load benchmark (DURATION, ROUNDS, CONNECTIONS may be set).
 bench-load: deps
 	benches/load.sh
+
+## Soak: HTTP/1.1, h2 and WebSocket clients, a config push every second, a backend killed
+## and restarted every 10 s (SOAK_MINUTES, default 10). Report in benches/results/soak.md.
+soak: deps
+	$(CARGO) build --release --bin aralez --example demo_backend --example soak
+	./target/release/examples/soak
 
 fmt:
 	$(CARGO) fmt --all -- --check
