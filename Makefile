@@ -36,10 +36,11 @@ test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
 
-## Criterion micro-benchmarks, then the load benchmark against nginx and HAProxy.
+## Criterion micro-benchmarks, then the load benchmarks against nginx and HAProxy.
 bench: deps
 	$(CARGO) bench --bench routing
 	benches/load.sh
+	benches/extras.sh
 
 ## Only the load benchmark (DURATION, ROUNDS, CONNECTIONS may be set).
 bench-load: deps

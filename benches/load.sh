@@ -14,16 +14,7 @@ CONNECTIONS=${CONNECTIONS:-300}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
-need() {
-    if ! command -v "$1" >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-        else
-            echo "missing $1: sudo apt-get install -y $2" >&2
-            exit 1
-        fi
-    fi
-}
+. benches/lib.sh
 need wrk wrk
 need nginx nginx
 need taskset util-linux

@@ -23,6 +23,8 @@ use crate::routing::RouteStore;
 use crate::tls::{CertStore, CertWatcher, SniCallback};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -61,6 +63,15 @@ fn server_conf(main: &MainConfig, flags: ProcessFlags) -> ServerConf {
     conf.graceful_shutdown_timeout_seconds = Some(1);
     conf
 }
+
+/// Socket buffers of client connections. Pingora's default 64 KiB read buffer is allocated for
+/// every connection, idle ones too (about 32 KiB resident each); the HTTP parser reads into
+/// its own buffer anyway.
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings::new(CLIENT_READ_BUFFER, DEFAULT_L4_WRITE_BUFFER_SIZE)
+}
+
+const CLIENT_READ_BUFFER: usize = 0;
 
 fn health_settings(main: &MainConfig) -> HealthSettings {
     HealthSettings {
@@ -166,14 +177,20 @@ impl Aralez {
             "aralez proxy".to_string(),
             GuardedApp::new(app, header_timeout),
         );
-        service.add_tcp(&main.proxy_address_http);
+        service.add_listener(
+            ListenerConfig::tcp(main.proxy_address_http.as_str()).l4_buffer(client_buffers()),
+        );
         if let (Some(addr), Some(folder)) = (&main.proxy_address_tls, &main.proxy_certificates) {
             let certs = CertStore::load(folder.clone())
                 .map_err(|e| StartError::Certificates(folder.clone(), e.to_string()))?;
             let mut tls = TlsSettings::with_callbacks(Box::new(SniCallback(certs.clone())))
                 .map_err(|e| StartError::Certificates(folder.clone(), e.to_string()))?;
             tls.enable_h2();
-            service.add_tls_with_settings(addr, None, tls);
+            service.add_listener(
+                ListenerConfig::tcp(addr.as_str())
+                    .tls(tls)
+                    .l4_buffer(client_buffers()),
+            );
             server.add_service(background_service(
                 "certificate watcher",
                 CertWatcher(certs),

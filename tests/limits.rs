@@ -81,4 +81,24 @@ async fn a_silent_backend_gives_504() {
     assert_eq!(status, 504, "main.yaml's 1 s upstream_read_timeout");
     let (status, body) = get(&c, &proxy, "l.example.com", "/patient/__slow/2000").await;
     assert_eq!(status, 200, "the path's own 5 s read_timeout: {body}");
+    // Once the client is gone, the proxy holds no connection for it.
+    drop(c);
+    wait_for(
+        Duration::from_secs(10),
+        "no open client connection",
+        || async {
+            let text = client()
+                .get(proxy.api_url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .any(|l| l == "aralez_downstream_connections{listener=\"http\"} 0")
+                .then_some(())
+        },
+    )
+    .await;
 }

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The rest of the load benchmark, Aralez and nginx side by side with the same pinning as
+# load.sh (proxy on CPU 0; backends and load tools on CPU 1):
+#   - HTTP/2 over TLS (h2load, 100 connections x 10 streams);
+#   - new TLS connections per second (wrk over HTTPS with `Connection: close`);
+#   - memory held by 10,000 idle keep-alive client connections;
+#   - Aralez only: a 10,000-host upstreams.yaml pushed through the config API under load
+#     (time until the API answers, i.e. until it is live; failed requests during the swap).
+# Writes benches/results/extras.md.
+#
+#   benches/extras.sh          DURATION=10 benches/extras.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+IDLE=${IDLE:-10000}
+
+. benches/lib.sh
+need wrk wrk
+need nginx nginx
+need h2load nghttp2-client
+need openssl openssl
+need curl curl
+
+cargo build --release --bin aralez
+# 10,000 idle clients and the proxies' sockets for them: as many descriptors as allowed.
+ulimit -n "$(ulimit -Hn)"
+if [ "$IDLE" -gt $(( $(ulimit -n) - 1000 )) ]; then IDLE=$(( $(ulimit -n) - 1000 )); fi
+
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+render() { sed "s|@DIR@|$WORK|g" "benches/peers/$1" > "$WORK/$1"; }
+for f in backends.nginx.conf nginx-tls.conf aralez-tls-main.yaml aralez-tls-upstreams.yaml; do render "$f"; done
+mkdir -p "$WORK/certs"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$WORK/certs/localhost.key" -out "$WORK/certs/localhost.crt" 2>/dev/null
+
+taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+wait_port 9101
+
+start_proxy() {
+    case $1 in
+        aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-tls-main.yaml" 2>"$WORK/aralez.err" & PLAIN=8080 TLS=8443 ;;
+        nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-tls.conf" -p "$WORK" & PLAIN=8081 TLS=8444 ;;
+    esac
+    MASTER=$!
+    PID=$MASTER
+    wait_port "$PLAIN"
+    wait_port "$TLS"
+    if [ "$1" = nginx ]; then sleep 0.3; PID=$(pgrep -P "$MASTER" | head -1); fi
+}
+stop_proxy() { kill "$MASTER" 2>/dev/null || true; wait "$MASTER" 2>/dev/null || true; sleep 0.5; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+load() { taskset -c "$LOAD_CPU" "$@"; }
+
+# Opens N keep-alive connections that each made one request, holds them, prints when ready.
+cat > "$WORK/idle.py" <<'PY'
+import asyncio, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+async def one(held):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"GET / HTTP/1.1\r\nHost: bench.local\r\n\r\n")
+    await w.drain()
+    head = await r.readuntil(b"\r\n\r\n")
+    length = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+    if length:
+        await r.readexactly(int(length[0].split(b":")[1]))
+    held.append(w)
+async def main():
+    held = []
+    for i in range(0, n, 500):
+        await asyncio.gather(*(one(held) for _ in range(min(500, n - i))))
+    print("ready", len(held), flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+PY
+
+# A 10,000-host document (every host on the same three backends).
+python3 - "$WORK/big.yaml" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("upstreams:\n  bench.local:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:9101\", \"127.0.0.1:9102\", \"127.0.0.1:9103\"]\n        headers: [\"X-Proxy-From:Aralez\"]\n")
+    for i in range(10000):
+        f.write(f"  host{i}.bench.local:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:9101\", \"127.0.0.1:9102\"]\n")
+PY
+
+: > "$WORK/results"
+for proxy in aralez nginx; do
+    start_proxy "$proxy"
+    # h2 routes by :authority (localhost here); a Host header beside it would be malformed.
+    load h2load -c100 -m10 -D"$DURATION" "https://localhost:$TLS/" 2>/dev/null > "$WORK/h2.out" || true
+    h2_rps=$(awk '/finished in/ {gsub(",", ""); for (i=1;i<=NF;i++) if ($i ~ /req\/s/) print $(i-1)}' "$WORK/h2.out")
+    h2_failed=$(awk '/^requests:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /failed/) print $i}' "$WORK/h2.out")
+    tls_out=$(load wrk -t1 -c50 -d"${DURATION}s" -H "Connection: close" -H "Host: bench.local" "https://localhost:$TLS/")
+    tls_cps=$(echo "$tls_out" | awk '/Requests\/sec/ {print $2}')
+    tls_err=$(echo "$tls_out" | awk '/Socket errors/ {print}' | tr -d '\n')
+    before=$(rss_kib "$PID")
+    load python3 "$WORK/idle.py" "$PLAIN" "$IDLE" > "$WORK/idle.out" 2>&1 &
+    IDLER=$!
+    for _ in $(seq 600); do grep -q ready "$WORK/idle.out" 2>/dev/null && break; sleep 0.1; done
+    held=$(awk '/ready/ {print $2}' "$WORK/idle.out")
+    after=$(rss_kib "$PID")
+    kill "$IDLER" 2>/dev/null || true
+    wait "$IDLER" 2>/dev/null || true
+    echo "$proxy h2_rps=${h2_rps:-0} h2_failed=${h2_failed:-?} tls_cps=${tls_cps:-0} idle_held=${held:-0} idle_kib=$((after - before)) tls_errors='${tls_err:-none}'" | tee -a "$WORK/results"
+    if [ "$proxy" = aralez ]; then
+        # The big push while wrk keeps the bench route busy.
+        load wrk -t1 -c50 -d8s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
+        WRK=$!
+        sleep 3
+        push=$(curl -s -o "$WORK/push.json" -w '%{http_code} %{time_total}' --data-binary @"$WORK/big.yaml" "http://127.0.0.1:3999/conf?key=bench-key")
+        wait "$WRK"
+        non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/reload-wrk.out")
+        sock=$(awk '/Socket errors/ {print}' "$WORK/reload-wrk.out" | tr -d '\n')
+        echo "reload status_and_seconds='$push' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
+    fi
+    stop_proxy
+done
+
+mkdir -p benches/results
+python3 - "$WORK/results" "$DURATION" "$IDLE" <<'PY' | tee benches/results/extras.md
+import shlex, sys, platform, subprocess
+rows, reload = {}, None
+for line in open(sys.argv[1]):
+    name, *fields = shlex.split(line)
+    kv = dict(f.split("=", 1) for f in fields)
+    if name == "reload":
+        reload = kv
+    else:
+        rows[name] = kv
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+print(f"Machine: {cpu}, {platform.machine()}; proxy pinned to one core; {sys.argv[2]} s per measurement\n")
+print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | memory for {sys.argv[3]} idle keep-alive connections |")
+print("|---|---|---|---|---|")
+for name, r in rows.items():
+    kib = int(r["idle_kib"])
+    print(f"| {name} | {float(r['h2_rps']):.0f} | {r['h2_failed']} | {float(r['tls_cps']):.0f} | {kib / 1024:.1f} MiB ({kib * 1024 / max(int(r['idle_held']), 1):.0f} bytes each, {r['idle_held']} held) |")
+if reload:
+    status, secs = reload["status_and_seconds"].split()
+    print(f"\n10,000-host upstreams.yaml pushed through `POST /conf` under load (wrk -c50): HTTP {status}, "
+          f"live after {float(secs) * 1000:.0f} ms (parse, validate, compile, fsync, swap); "
+          f"non-2xx during the run: {reload['non2xx']}; socket errors: {reload['socket_errors']}.")
+PY
