@@ -55,6 +55,8 @@ where
                 return;
             }
         };
+    // Whatever changed between the caller's first load and this watch is only seen this way.
+    on_change().await;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
