@@ -1,5 +1,6 @@
 //! Routing lookup cost: a table of 10,000 hosts x 10 paths (issue target: < 200 ns, no
-//! allocation). Run with `cargo bench --bench routing`.
+//! allocation), and the cost of making a 10,000-host document live, stage by stage (target:
+//! under 100 ms). Run with `cargo bench --bench routing`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -110,5 +111,55 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups);
+/// The document `benches/extras.sh` pushes: 10,000 hosts, one path each, two servers.
+fn push_document() -> String {
+    let mut doc = String::from("upstreams:\n");
+    for i in 0..HOSTS {
+        doc.push_str(&format!(
+            "  host{i}.bench.local:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:9101\", \"127.0.0.1:9102\"]\n"
+        ));
+    }
+    doc
+}
+
+fn apply(c: &mut Criterion) {
+    let doc = push_document();
+    let mut group = c.benchmark_group("apply a 10,000-host document");
+    group.sample_size(10);
+    group.bench_function("span index (error positions)", |b| {
+        b.iter(|| aralez::config::spans::SpanIndex::build(black_box(&doc)))
+    });
+    group.bench_function("parse and validate", |b| {
+        b.iter(|| UpstreamsConfig::parse(black_box(&doc), "bench", ValidationContext::default()))
+    });
+    let config = UpstreamsConfig::parse(&doc, "bench", ValidationContext::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let health = HealthRegistry::default();
+    let discovered = Default::default();
+    let env = CompileEnv {
+        resolve: &system_resolver,
+        health: &health,
+        sticky_key: b"bench",
+        discovered: &discovered,
+    };
+    group.bench_function("compile", |b| {
+        b.iter(|| compile(black_box(&config), "bench", 1, &env))
+    });
+    // The whole apply, alternating two documents so that each one is a real change.
+    let other = doc.replace("9102", "9103");
+    let store =
+        aralez::routing::RouteStore::new(ValidationContext::default(), Box::new(system_resolver));
+    let mut flip = false;
+    group.bench_function("RouteStore::apply (no persist)", |b| {
+        b.iter(|| {
+            flip = !flip;
+            store
+                .apply(if flip { &doc } else { &other }, "bench")
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookups, apply);
 criterion_main!(benches);

@@ -8,6 +8,7 @@ pub mod config;
 pub mod downstream;
 pub mod health;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod privileges;
 pub mod providers;

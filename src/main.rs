@@ -76,18 +76,9 @@ fn check(config: &Path) -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = level.parse().unwrap_or(log::LevelFilter::Info);
-    env_logger::Builder::new()
-        .filter_level(filter)
-        .format_timestamp_millis()
-        .parse_default_env()
-        .init();
-}
-
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let main = MainConfig::load(&cli.config).map_err(as_report)?;
-    init_logging(&main.log_level);
+    aralez::logging::init(&main.log_level);
 
     let store = Arc::new(RouteStore::new(
         validation_context(&main),

@@ -57,3 +57,63 @@ async fn garbage_gives_502_and_a_cut_response_is_cut() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+/// A TCP server that reads each request and then resets the connection without a byte of
+/// answer, as a backend does when it is killed mid-request. Counts the requests it dropped.
+async fn resetting_backend() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = dropped.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                // SO_LINGER 0: close with a reset.
+                let _ = socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO));
+            });
+        }
+    });
+    (addr, dropped)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_that_drops_the_request_is_skipped_for_idempotent_methods() {
+    let (reset, dropped) = resetting_backend().await;
+    let good = TestBackend::start("good").await;
+    let doc = format!(
+        "upstreams:\n  r.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{reset}\", \"{}\"]\n",
+        good.server()
+    );
+    let proxy = Proxy::start(&doc).await;
+    let c = client();
+    // Round robin sends every other request to the resetting server first: each GET is
+    // answered by the good one all the same.
+    for _ in 0..6 {
+        let (status, body) = get(&c, &proxy, "r.example.com", "/").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(Echo::parse(&body).backend, "good");
+    }
+    assert!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the resetting server was never tried"
+    );
+    // A POST may have been acted upon: it is not sent twice.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let resp = c
+            .post(proxy.url("/"))
+            .header("host", "r.example.com")
+            .body("once")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}

@@ -324,6 +324,45 @@ impl ProxyHttp for AralezProxy {
         e
     }
 
+    /// A backend that drops the connection before answering (it was killed, restarted, or
+    /// closed an idle connection) gets the request retried on the next server when that is
+    /// safe: an idempotent method with its body still buffered, and no response header yet.
+    /// nginx's `proxy_next_upstream error` does the same; Pingora alone retries only on
+    /// reused connections. Timeouts are not retried (they would multiply the wait).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let safe = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if !safe {
+            e.set_retry(false);
+            return e;
+        }
+        let dropped = e.esource == ErrorSource::Upstream
+            && matches!(
+                e.etype,
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+            && ctx.upstream_elapsed.is_none();
+        let untried = ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| ctx.tried.count < r.backends.len());
+        if dropped && untried {
+            METRICS.retries.inc();
+            e.set_retry(true);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     /// Counts body bytes against the limit when no Content-Length announced them.
     async fn request_body_filter(
         &self,

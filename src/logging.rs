@@ -1,0 +1,148 @@
+//! The process logger: env_logger, with Pingora's per-client failures moved to DEBUG.
+//!
+//! Pingora logs every client that misbehaves or goes away at ERROR or WARN ("Fail to proxy:
+//! Downstream ...", "Downstream handshake error ..."): a header timeout, a reset, a scanner's
+//! broken TLS hello. Under a slowloris or a port scan that floods the error log with lines
+//! about clients, not about the proxy. nginx logs the same events at `info`; here they go to
+//! DEBUG, and the metrics count them (`aralez_client_header_timeouts_total`, ...).
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// Messages (from Pingora's targets) that describe a client's failure.
+const CLIENT_FAILURES: &[&str] = &["Fail to proxy: Downstream", "Downstream handshake error"];
+
+fn is_client_failure(record: &Record<'_>) -> bool {
+    if record.level() > Level::Warn || !record.target().starts_with("pingora") {
+        return false;
+    }
+    let text = match record.args().as_str() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(record.args().to_string()),
+    };
+    CLIENT_FAILURES.iter().any(|p| text.starts_with(p))
+}
+
+/// Wraps a logger; client failures are passed on at DEBUG.
+pub struct DemoteClientFailures<L> {
+    inner: L,
+}
+
+impl<L: Log> DemoteClientFailures<L> {
+    pub fn new(inner: L) -> Self {
+        DemoteClientFailures { inner }
+    }
+}
+
+impl<L: Log> Log for DemoteClientFailures<L> {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !is_client_failure(record) {
+            return self.inner.log(record);
+        }
+        let demoted = Record::builder()
+            .level(Level::Debug)
+            .target(record.target())
+            .args(*record.args())
+            .module_path(record.module_path())
+            .file(record.file())
+            .line(record.line())
+            .build();
+        if self.inner.enabled(demoted.metadata()) {
+            self.inner.log(&demoted);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
+}
+
+/// Installs the process logger at `level` (`RUST_LOG` may refine it).
+pub fn init(level: &str) {
+    let filter = level.parse().unwrap_or(LevelFilter::Info);
+    let logger = env_logger::Builder::new()
+        .filter_level(filter)
+        .format_timestamp_millis()
+        .parse_default_env()
+        .build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(DemoteClientFailures::new(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records (level, message) of what reaches it, at DEBUG and above.
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<(Level, String)>>);
+
+    impl Log for Capture {
+        fn enabled(&self, m: &Metadata<'_>) -> bool {
+            m.level() <= Level::Debug
+        }
+        fn log(&self, r: &Record<'_>) {
+            if self.enabled(r.metadata()) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((r.level(), r.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    fn send(logger: &DemoteClientFailures<Capture>, level: Level, target: &str, msg: &str) {
+        logger.log(
+            &Record::builder()
+                .level(level)
+                .target(target)
+                .args(format_args!("{msg}"))
+                .build(),
+        );
+    }
+
+    #[test]
+    fn client_failures_go_to_debug_and_the_rest_is_untouched() {
+        let logger = DemoteClientFailures::new(Capture::default());
+        send(&logger, Level::Error, "pingora_proxy", "Fail to proxy: Downstream ReadError context: while reading request headers cause: request header not complete within header_timeout");
+        send(
+            &logger,
+            Level::Error,
+            "pingora_core::services::listening",
+            "Downstream handshake error from 1.2.3.4:5: bad hello",
+        );
+        send(
+            &logger,
+            Level::Error,
+            "pingora_proxy",
+            "Fail to proxy: Upstream ConnectRefused",
+        );
+        send(
+            &logger,
+            Level::Error,
+            "aralez::proxy",
+            "Fail to proxy: Downstream is ours, kept",
+        );
+        send(&logger, Level::Warn, "aralez", "backend down");
+        let seen = logger.inner.0.lock().unwrap().clone();
+        let levels: Vec<Level> = seen.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            levels,
+            [
+                Level::Debug,
+                Level::Debug,
+                Level::Error,
+                Level::Error,
+                Level::Warn
+            ]
+        );
+        assert!(seen[0].1.contains("header_timeout"));
+    }
+}
