@@ -146,7 +146,7 @@ fn apply(c: &mut Criterion) {
         b.iter(|| compile(black_box(&config), "bench", 1, &env))
     });
     // The whole apply, alternating two documents so that each one is a real change.
-    let other = doc.replace("9102", "9103");
+    let other = doc.replace("127.0.0.1:9102", "127.0.0.1:9103");
     let store =
         aralez::routing::RouteStore::new(ValidationContext::default(), Box::new(system_resolver));
     let mut flip = false;

@@ -109,6 +109,13 @@ async fn a_header_trickled_byte_by_byte_is_cut_off() {
     .expect("a trickled header kept its connection");
     assert!(!answer.contains(" 200 "), "{answer}");
     assert_eq!(b.served(), 0);
+    // A client's failure is not the proxy's error: no ERROR line about it.
+    let log = proxy.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("Downstream")),
+        "{log}"
+    );
 
     // The same on a keep-alive connection, after a first request that was answered.
     let first = b"GET / HTTP/1.1\r\nHost: h.example.com\r\n\r\n";

@@ -40,6 +40,18 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// Fills in the positions of issues found after parsing (compile: name resolution),
+    /// from their key paths in `text`.
+    pub fn locate(mut self, text: &str) -> Self {
+        if self.issues.iter().any(|i| i.location.is_none()) {
+            let spans = super::spans::SpanIndex::build(text);
+            for issue in self.issues.iter_mut().filter(|i| i.location.is_none()) {
+                issue.location = spans.value_at(&issue.key_path);
+            }
+        }
+        self
+    }
+
     /// An error about a whole file (unreadable, empty, ...), without a position.
     pub fn whole_file(file: &str, message: impl Into<String>) -> Self {
         ConfigError {
@@ -79,12 +91,12 @@ pub fn suggestion(unknown: &str, known: &[&str]) -> String {
 /// Collects issues for one file, placing each at the position of its key path.
 pub struct IssueSink<'a> {
     file: &'a str,
-    spans: &'a super::spans::SpanIndex,
+    spans: &'a super::spans::LazySpans<'a>,
     issues: Vec<Issue>,
 }
 
 impl<'a> IssueSink<'a> {
-    pub fn new(file: &'a str, spans: &'a super::spans::SpanIndex) -> Self {
+    pub fn new(file: &'a str, spans: &'a super::spans::LazySpans<'a>) -> Self {
         IssueSink {
             file,
             spans,
@@ -95,7 +107,7 @@ impl<'a> IssueSink<'a> {
     pub fn push(&mut self, key_path: &str, message: impl Into<String>) {
         self.issues.push(Issue {
             file: self.file.to_string(),
-            location: self.spans.value_at(key_path),
+            location: self.spans.get().value_at(key_path),
             key_path: key_path.to_string(),
             message: message.into(),
         });
@@ -105,7 +117,7 @@ impl<'a> IssueSink<'a> {
     pub fn push_key(&mut self, key_path: &str, message: impl Into<String>) {
         self.issues.push(Issue {
             file: self.file.to_string(),
-            location: self.spans.key_at(key_path),
+            location: self.spans.get().key_at(key_path),
             key_path: key_path.to_string(),
             message: message.into(),
         });
@@ -116,15 +128,10 @@ impl<'a> IssueSink<'a> {
         let key_path = super::spans::join_key(parent_path, key);
         self.issues.push(Issue {
             file: self.file.to_string(),
-            location: self.spans.key_at(&key_path),
+            location: self.spans.get().key_at(&key_path),
             key_path,
             message: format!("unknown key `{key}`{}", suggestion(key, known)),
         });
-    }
-
-    /// The position of the value at `key_path`, as issues would report it.
-    pub fn location_of(&self, key_path: &str) -> Option<Location> {
-        self.spans.value_at(key_path)
     }
 
     pub fn is_empty(&self) -> bool {

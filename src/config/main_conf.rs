@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, Issue, IssueSink};
-use super::spans::SpanIndex;
+use super::spans::LazySpans;
 use super::yaml::{load_mapping, read_file, type_error};
 
 /// The keys main.yaml accepts; kept equal to `MainConfig`'s fields by a unit test.
@@ -214,7 +214,7 @@ impl MainConfig {
 
     /// Parses and validates main.yaml text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<MainConfig, ConfigError> {
-        let spans = SpanIndex::build(text);
+        let spans = LazySpans::new(text);
         let mapping = load_mapping(text, file)?;
         let mut sink = IssueSink::new(file, &spans);
         for key in mapping.keys() {
@@ -227,12 +227,12 @@ impl MainConfig {
         sink.finish()?;
         let config: MainConfig =
             serde_path_to_error::deserialize(serde_yaml::Value::Mapping(mapping))
-                .map_err(|e| type_error(e, file, &spans))?;
+                .map_err(|e| type_error(e, file, spans.get()))?;
         config.validate(file, &spans)?;
         Ok(config)
     }
 
-    fn validate(&self, file: &str, spans: &SpanIndex) -> Result<(), ConfigError> {
+    fn validate(&self, file: &str, spans: &LazySpans<'_>) -> Result<(), ConfigError> {
         let mut sink = IssueSink::new(file, spans);
         let addresses = [
             ("proxy_address_http", Some(&self.proxy_address_http)),

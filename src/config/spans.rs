@@ -58,6 +58,26 @@ impl SpanIndex {
     }
 }
 
+/// A span index built on first use: positions are needed only when something is wrong, and
+/// indexing a 10,000-host document costs as much as validating it.
+pub struct LazySpans<'a> {
+    text: &'a str,
+    index: std::cell::OnceCell<SpanIndex>,
+}
+
+impl<'a> LazySpans<'a> {
+    pub fn new(text: &'a str) -> Self {
+        LazySpans {
+            text,
+            index: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub fn get(&self) -> &SpanIndex {
+        self.index.get_or_init(|| SpanIndex::build(self.text))
+    }
+}
+
 fn parent_of(path: &str) -> Option<&str> {
     if path.is_empty() {
         return None;

@@ -78,7 +78,7 @@ pub fn compile(
                     }
                     Err(message) => issues.push(Issue {
                         file: file.to_string(),
-                        location: entry.location,
+                        location: None,
                         key_path: entry.key_path.clone(),
                         message,
                     }),
@@ -195,10 +195,11 @@ mod tests {
 
     #[test]
     fn unresolvable_names_are_positioned_errors() {
-        let c = parse(
-            "a.com:\n  paths:\n    \"/\":\n      servers:\n        - \"nowhere.invalid:81\"\n",
-        );
-        let err = compile_offline(&c, 1).unwrap_err();
+        let text =
+            "a.com:\n  paths:\n    \"/\":\n      servers:\n        - \"nowhere.invalid:81\"\n";
+        let c = parse(text);
+        // `store::build` places compile errors in the text they came from.
+        let err = compile_offline(&c, 1).unwrap_err().locate(text);
         assert_eq!(
             err.to_string(),
             "u.yaml:5:11: a.com.paths./.servers[0]: cannot resolve \"nowhere.invalid\": no such host"

@@ -327,7 +327,7 @@ pub fn build(
     env: &CompileEnv<'_>,
 ) -> Result<(RoutingTable, Option<ConsulSettings>), ConfigError> {
     let config = UpstreamsConfig::parse(text, source, ctx)?;
-    let table = compile(&config, source, generation, env)?;
+    let table = compile(&config, source, generation, env).map_err(|e| e.locate(text))?;
     Ok((table, config.consul))
 }
 
