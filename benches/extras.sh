@@ -61,7 +61,8 @@ cat > "$WORK/idle.py" <<'PY'
 import asyncio, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
 async def one(held):
-    r, w = await asyncio.open_connection("127.0.0.1", port)
+    # From 127.0.0.2: the TLS test before leaves 127.0.0.1's ephemeral ports in TIME_WAIT.
+    r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
     w.write(b"GET / HTTP/1.1\r\nHost: bench.local\r\n\r\n")
     await w.drain()
     head = await r.readuntil(b"\r\n\r\n")
@@ -102,6 +103,7 @@ for proxy in aralez nginx; do
     IDLER=$!
     for _ in $(seq 600); do grep -q ready "$WORK/idle.out" 2>/dev/null && break; sleep 0.1; done
     held=$(awk '/ready/ {print $2}' "$WORK/idle.out")
+    [ -n "$held" ] || { echo "idle clients failed:" >&2; tail -5 "$WORK/idle.out" >&2; }
     after=$(rss_kib "$PID")
     kill "$IDLER" 2>/dev/null || true
     wait "$IDLER" 2>/dev/null || true
