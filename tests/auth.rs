@@ -383,13 +383,7 @@ async fn a_redirect_to_https_never_skips_authentication() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 301);
-    // HTTP/1.1, so that the Host header names the route (h2 would send :authority localhost).
-    let tls = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
+    let tls = tls_h1_client();
     let url = format!("https://localhost:{}/x", proxy.tls_port.unwrap());
     let resp = tls
         .get(&url)

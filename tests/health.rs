@@ -325,13 +325,7 @@ async fn sticky_cookie_is_secure_on_tls() {
         ..hc("")
     };
     let proxy = Proxy::start_with(&doc, options).await;
-    // HTTP/1.1: an h2 client may not send a Host that differs from :authority.
-    let tls = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
+    let tls = tls_h1_client();
     let resp = tls
         .get(format!("https://127.0.0.1:{}/", proxy.tls_port.unwrap()))
         .header("host", "s.example.com")

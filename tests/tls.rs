@@ -268,12 +268,7 @@ async fn http2_over_tls_and_h2c() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
     // HTTP/1.1 still works on both listeners.
-    let h1 = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
+    let h1 = tls_h1_client();
     for url in [
         format!("http://localhost:{}/", proxy.port),
         format!("https://localhost:{}/", proxy.tls_port.unwrap()),

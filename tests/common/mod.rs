@@ -610,6 +610,17 @@ impl Proxy {
     }
 }
 
+/// An HTTPS client for the proxy's self-signed listener, HTTP/1.1 only (so that a Host header
+/// can name the route: an h2 client sends `:authority` from the URL instead).
+pub fn tls_h1_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
 /// A client that never uses environment proxies and never follows redirects.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
