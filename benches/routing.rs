@@ -57,17 +57,24 @@ fn big_table() -> RoutingTable {
             ));
         }
     }
-    let config = UpstreamsConfig::parse(&doc, "bench", ValidationContext::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    with_env(|env| compile(&parsed(&doc), "bench", 1, env).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn parsed(doc: &str) -> UpstreamsConfig {
+    UpstreamsConfig::parse(doc, "bench", ValidationContext::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `f` with a compile environment of fresh health state and no Consul instances.
+fn with_env<T>(f: impl FnOnce(&CompileEnv) -> T) -> T {
     let health = HealthRegistry::default();
     let discovered = Default::default();
-    let env = CompileEnv {
+    f(&CompileEnv {
         resolve: &system_resolver,
         health: &health,
         sticky_key: b"bench",
         discovered: &discovered,
-    };
-    compile(&config, "bench", 1, &env).unwrap_or_else(|e| panic!("{e}"))
+    })
 }
 
 fn lookups(c: &mut Criterion) {
@@ -132,18 +139,11 @@ fn apply(c: &mut Criterion) {
     group.bench_function("parse and validate", |b| {
         b.iter(|| UpstreamsConfig::parse(black_box(&doc), "bench", ValidationContext::default()))
     });
-    let config = UpstreamsConfig::parse(&doc, "bench", ValidationContext::default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let health = HealthRegistry::default();
-    let discovered = Default::default();
-    let env = CompileEnv {
-        resolve: &system_resolver,
-        health: &health,
-        sticky_key: b"bench",
-        discovered: &discovered,
-    };
-    group.bench_function("compile", |b| {
-        b.iter(|| compile(black_box(&config), "bench", 1, &env))
+    let config = parsed(&doc);
+    with_env(|env| {
+        group.bench_function("compile", |b| {
+            b.iter(|| compile(black_box(&config), "bench", 1, env))
+        })
     });
     // The whole apply, alternating two documents so that each one is a real change.
     let other = doc.replace("127.0.0.1:9102", "127.0.0.1:9103");
