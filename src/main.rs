@@ -13,6 +13,9 @@ use aralez::health::HealthRegistry;
 use aralez::routing::{store, system_resolver, CompileEnv, RouteStore};
 use aralez::server::{Aralez, ProcessFlags};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "aralez",

@@ -48,6 +48,7 @@ pub struct ProcessFlags {
 fn server_conf(main: &MainConfig, flags: ProcessFlags) -> ServerConf {
     let mut conf = ServerConf {
         threads: main.worker_threads(),
+        work_stealing: main.work_stealing,
         daemon: main.daemon || flags.daemon,
         pid_file: main.pid_file.display().to_string(),
         error_log: main.error_log.as_ref().map(|p| p.display().to_string()),

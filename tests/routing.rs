@@ -298,3 +298,63 @@ async fn upstream_connections_are_reused() {
         "{new} new upstream connections for 50 sequential requests"
     );
 }
+
+/// Many requests in flight at once each hold an upstream connection; with the default pool
+/// they all go back to it, so the next wave reuses them instead of reconnecting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wave_of_concurrent_requests_keeps_its_upstream_connections() {
+    const IN_FLIGHT: usize = 300;
+    const WAVES: usize = 5;
+    let b = TestBackend::start("wave").await;
+    let config = format!(
+        "upstreams:\n  wave.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{}\"]\n",
+        b.server()
+    );
+    let proxy = Proxy::start(&config).await;
+    let c = client();
+    assert_eq!(
+        backend_of(&c, &proxy, "wave.example.com", "/")
+            .await
+            .as_deref(),
+        Some("wave")
+    );
+    let before = b.connections.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..WAVES {
+        // The backend holds each answer 200 ms, so the whole wave is in flight together.
+        let wave =
+            (0..IN_FLIGHT).map(|_| backend_of(&c, &proxy, "wave.example.com", "/__slow/200"));
+        for who in futures_util::future::join_all(wave).await {
+            assert_eq!(who.as_deref(), Some("wave"));
+        }
+    }
+    // At most one wave's worth of connections is ever opened; a pool smaller than a wave
+    // reopens the difference on every wave (with the old default, 128: about 500 in all).
+    let new = b.connections.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        new <= IN_FLIGHT + IN_FLIGHT / 10,
+        "{new} upstream connections opened for {WAVES} waves of {IN_FLIGHT}"
+    );
+}
+
+/// `work_stealing: true` runs the proxy on one work-stealing runtime instead of one runtime
+/// per thread; routing and balancing behave the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn work_stealing_runtime_serves_the_same() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let options = ProxyOptions {
+        main_extra: "work_stealing: true\n".into(),
+        ..ProxyOptions::default()
+    };
+    let proxy = Proxy::start_with(&single_route("steal.example.com", &[&a, &b]), options).await;
+    let c = client();
+    let mut counts: HashMap<String, i32> = HashMap::new();
+    for _ in 0..100 {
+        let who = backend_of(&c, &proxy, "steal.example.com", "/")
+            .await
+            .expect("request failed");
+        *counts.entry(who).or_default() += 1;
+    }
+    assert_eq!(counts.get("a"), Some(&50), "{counts:?}");
+    assert_eq!(counts.get("b"), Some(&50), "{counts:?}");
+}

@@ -13,6 +13,7 @@ use super::yaml::{load_mapping, read_file, type_error};
 /// The keys main.yaml accepts; kept equal to `MainConfig`'s fields by a unit test.
 pub const MAIN_KEYS: &[&str] = &[
     "threads",
+    "work_stealing",
     "user",
     "group",
     "daemon",
@@ -84,13 +85,20 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 pub struct MainConfig {
     /// Proxy worker threads; defaults to the number of CPUs.
     pub threads: Option<usize>,
+    /// Let idle worker threads take tasks queued on busy ones (one tokio work-stealing
+    /// runtime). Off by default: one single-threaded runtime per thread, each connection stays
+    /// on the thread that accepted it, as in nginx, HAProxy and Envoy; measured with
+    /// `benches/load.sh` at one thread: p99 46 -> 18 ms, same requests/s.
+    pub work_stealing: bool,
     /// Drop root privileges to this user after binding.
     pub user: Option<String>,
     /// Drop root privileges to this group after binding.
     pub group: Option<String>,
     /// Run in the background (`-d` also does).
     pub daemon: bool,
-    /// Idle upstream connections kept for reuse.
+    /// Idle upstream connections kept for reuse, across all backends. Busy proxies hold one
+    /// upstream connection per request in flight; a pool smaller than that closes and reopens
+    /// connections under load (128 churned 2,700 connections/s at 300 clients).
     pub upstream_keepalive_pool_size: usize,
     /// PID file.
     pub pid_file: PathBuf,
@@ -159,10 +167,11 @@ impl Default for MainConfig {
     fn default() -> Self {
         MainConfig {
             threads: None,
+            work_stealing: false,
             user: None,
             group: None,
             daemon: false,
-            upstream_keepalive_pool_size: 128,
+            upstream_keepalive_pool_size: 1024,
             pid_file: PathBuf::from("/tmp/aralez.pid"),
             error_log: None,
             upgrade_sock: PathBuf::from("/tmp/aralez.sock"),
