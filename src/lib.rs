@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod privileges;
 pub mod providers;
 pub mod proxy;
+pub mod retire;
 pub mod routing;
 pub mod server;
 pub mod tls;

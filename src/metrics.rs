@@ -12,7 +12,7 @@ use prometheus::{
 
 use crate::routing::RoutingTable;
 
-/// Latency buckets in seconds: 1 ms to 30 s.
+/// Latency buckets in seconds: 1 ms to 30 s (requests and config applies).
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -31,6 +31,7 @@ pub struct Metrics {
     pub retries: IntCounter,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
+    pub config_apply: Histogram,
     pub consul_errors: IntCounter,
     pub tls_certificates: IntGauge,
     pub tls_expiry: IntGaugeVec,
@@ -111,6 +112,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("host latency histogram: {e}"));
         register(&r, host_latency.clone());
+        let config_apply = Histogram::with_opts(
+            HistogramOpts::new(
+                "aralez_config_apply_seconds",
+                "Time from receiving a changed routing document to its table being live.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .unwrap_or_else(|e| panic!("apply histogram: {e}"));
+        register(&r, config_apply.clone());
         Metrics {
             requests: counter(&r, "aralez_requests_total", "Requests received."),
             errors: counter(
@@ -155,6 +165,7 @@ impl Metrics {
                 "Routing documents applied or refused, by source and result.",
                 &["source", "result"],
             ),
+            config_apply,
             config_generation: gauge(
                 &r,
                 "aralez_config_generation",

@@ -75,6 +75,7 @@ async fn metrics_after_a_known_sequence_of_requests() {
             "aralez_config_reloads_total{result=\"applied\",source=\"startup\"}",
             1.0,
         ),
+        ("aralez_config_apply_seconds_count", 1.0),
         (
             &format!("aralez_upstream_connect_errors_total{{backend=\"127.0.0.1:{dead}\"}}"),
             1.0,
@@ -97,6 +98,29 @@ async fn metrics_after_a_known_sequence_of_requests() {
         (sample(&metrics(&proxy).await, &down) == Some(0.0)).then_some(())
     })
     .await;
+    // A pushed change is timed; an identical push is not (nothing was applied).
+    for _ in 0..2 {
+        let resp = c
+            .post(proxy.api_url(&format!("/conf?key={KEY}")))
+            .body(single_route("pushed.example.com", &[&a]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let text = metrics(&proxy).await;
+    for (name, value) in [
+        ("aralez_config_generation", 2.0),
+        ("aralez_config_apply_seconds_count", 2.0),
+        (
+            "aralez_config_reloads_total{result=\"unchanged\",source=\"api\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&text, name), Some(value), "{name} in:\n{text}");
+    }
+    let seconds = sample(&text, "aralez_config_apply_seconds_sum").unwrap_or(-1.0);
+    assert!(seconds > 0.0 && seconds < 5.0, "apply took {seconds} s");
 }
 
 #[tokio::test(flavor = "multi_thread")]

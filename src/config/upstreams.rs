@@ -215,6 +215,8 @@ impl UpstreamsConfig {
             host_names: Default::default(),
         };
         let config = walker.document(&root);
+        // The YAML tree and the name set of a big document take milliseconds to free.
+        crate::retire::retire((root, walker.host_names));
         walker.sink.finish()?;
         Ok(config)
     }

@@ -4,13 +4,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::balance::Tried;
+use crate::config::upstreams::HeaderPair;
 use crate::lifecycle::InFlightGuard;
-use crate::routing::{Route, RoutingTable};
+use crate::routing::Route;
 
 /// Everything one request needs after routing; one per request (per stream on h2).
 pub struct RequestCtx {
-    /// The table snapshot this request was routed with, kept to its end.
-    pub table: Option<Arc<RoutingTable>>,
+    /// The response headers of the table this request was routed with. Not the table itself:
+    /// a long WebSocket session would keep every replaced table alive.
+    pub response_headers: Option<Arc<[HeaderPair]>>,
     pub route: Option<Arc<Route>>,
     /// This request's round-robin ticket.
     pub ticket: usize,
@@ -40,7 +42,7 @@ pub struct RequestCtx {
 impl RequestCtx {
     pub fn new(in_flight: InFlightGuard) -> Self {
         RequestCtx {
-            table: None,
+            response_headers: None,
             route: None,
             ticket: 0,
             tried: Tried::default(),

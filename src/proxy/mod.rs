@@ -237,7 +237,7 @@ impl ProxyHttp for AralezProxy {
             ctx.cookie_backend = sticky_backend(&route, session.req_header());
         }
         ctx.tls = is_tls(session);
-        ctx.table = Some(table);
+        ctx.response_headers = Some(table.response_headers.clone());
         Ok(false)
     }
 
@@ -414,8 +414,8 @@ impl ProxyHttp for AralezProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_elapsed = ctx.upstream_started.map(|t| t.elapsed());
-        if let Some(table) = &ctx.table {
-            local::add_headers(upstream_response, &table.response_headers)?;
+        if let Some(headers) = &ctx.response_headers {
+            local::add_headers(upstream_response, headers)?;
         }
         if let (Some(route), Some(served)) = (&ctx.route, ctx.backend) {
             if route.sticky && ctx.cookie_backend != Some(served) {

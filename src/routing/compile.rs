@@ -47,6 +47,31 @@ impl CompileEnv<'_> {
     }
 }
 
+/// Backends made so far in one compile, by address and name: the same server listed under
+/// thousands of hosts is hashed (sticky id) and looked up (health) once, then shared.
+#[derive(Default)]
+struct Backends<'c>(HashMap<BackendSource<'c>, Backend>);
+
+/// An address, and the `servers` entry (host, port) it was resolved from; none when discovered.
+type BackendSource<'c> = (SocketAddr, Option<(&'c str, u16)>);
+
+impl<'c> Backends<'c> {
+    fn get(
+        &mut self,
+        env: &CompileEnv<'_>,
+        addr: SocketAddr,
+        entry: Option<&'c ServerEntry>,
+    ) -> Backend {
+        self.0
+            .entry((addr, entry.map(|e| (e.host.as_str(), e.port))))
+            .or_insert_with(|| {
+                let name = entry.map_or_else(|| addr.to_string(), ServerEntry::display);
+                env.backend(addr, name)
+            })
+            .clone()
+    }
+}
+
 /// Builds the table for `config` as generation `generation`. `file` names the source in errors.
 pub fn compile(
     config: &UpstreamsConfig,
@@ -58,6 +83,7 @@ pub fn compile(
     let mut hosts = HashMap::with_capacity(config.hosts.len());
     let mut distinct = std::collections::HashSet::new();
     let mut routes_total = 0;
+    let mut made = Backends::default();
     for host in &config.hosts {
         let mut routes = Vec::with_capacity(host.paths.len());
         for path in &host.paths {
@@ -65,7 +91,7 @@ pub fn compile(
             if let Some(service) = &path.discover {
                 for &addr in env.discovered.get(service).map_or(&[][..], Vec::as_slice) {
                     distinct.insert(addr);
-                    backends.push(env.backend(addr, addr.to_string()));
+                    backends.push(made.get(env, addr, None));
                 }
             }
             for entry in &path.servers {
@@ -73,7 +99,7 @@ pub fn compile(
                     Ok(addrs) => {
                         for addr in addrs {
                             distinct.insert(addr);
-                            backends.push(env.backend(addr, entry.display()));
+                            backends.push(made.get(env, addr, Some(entry)));
                         }
                     }
                     Err(message) => issues.push(Issue {

@@ -20,6 +20,8 @@ use crate::config::{ConfigError, UpstreamsConfig, ValidationContext};
 use super::compile::{compile, CompileEnv, Resolver};
 use super::table::{RoutingTable, Summary};
 use crate::health::HealthRegistry;
+use crate::metrics::METRICS;
+use crate::retire::retire;
 use crate::tls::detect::detect_all;
 
 /// What `apply` did.
@@ -112,7 +114,7 @@ impl RouteStore {
         )?;
         detect_new_backends(&table);
         let summary = table.summary;
-        self.live.store(Arc::new(table));
+        retire(self.live.swap(Arc::new(table)));
         writer.generation = summary.generation;
         Ok(Some(summary))
     }
@@ -212,6 +214,7 @@ impl RouteStore {
         if writer.live_text.as_deref() == Some(text) {
             return Ok(ApplyOutcome::Unchanged(self.live.load().summary));
         }
+        let started = std::time::Instant::now();
         let (table, consul) = build(
             text,
             source,
@@ -228,9 +231,13 @@ impl RouteStore {
             })?;
         }
         let summary = table.summary;
-        self.live.store(Arc::new(table));
+        let old_table = self.live.swap(Arc::new(table));
+        METRICS
+            .config_apply
+            .observe(started.elapsed().as_secs_f64());
         writer.generation = summary.generation;
-        writer.live_text = Some(text.to_string());
+        let old_text = writer.live_text.replace(text.to_string());
+        retire((old_table, old_text));
         writer.live_source = source.to_string();
         self.consul.send_if_modified(|current| {
             let changed = *current != consul;
@@ -326,9 +333,11 @@ pub fn build(
     generation: u64,
     env: &CompileEnv<'_>,
 ) -> Result<(RoutingTable, Option<ConsulSettings>), ConfigError> {
-    let config = UpstreamsConfig::parse(text, source, ctx)?;
+    let mut config = UpstreamsConfig::parse(text, source, ctx)?;
     let table = compile(&config, source, generation, env).map_err(|e| e.locate(text))?;
-    Ok((table, config.consul))
+    let consul = config.consul.take();
+    retire(config);
+    Ok((table, consul))
 }
 
 #[cfg(test)]

@@ -16,11 +16,11 @@ pub struct Backend {
     /// Address and TLS flag: the health registry's key.
     pub key: BackendKey,
     /// The `servers` entry it came from, for logs.
-    pub name: Box<str>,
+    pub name: Arc<str>,
     /// Shared with every route that uses this address, and kept across reloads.
     pub health: Arc<BackendHealth>,
     /// The id sticky-session cookies carry for this backend.
-    pub sticky_id: Box<str>,
+    pub sticky_id: Arc<str>,
 }
 
 /// A path prefix of a host with everything needed to serve it.
@@ -111,8 +111,8 @@ impl std::fmt::Display for Summary {
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     hosts: HashMap<Box<str>, HostRoutes>,
-    /// Added to every proxied response.
-    pub response_headers: Box<[HeaderPair]>,
+    /// Added to every proxied response. Shared: requests keep these, not the whole table.
+    pub response_headers: Arc<[HeaderPair]>,
     pub summary: Summary,
 }
 
@@ -122,7 +122,7 @@ const MAX_HOST: usize = 255;
 impl RoutingTable {
     pub fn new(
         hosts: HashMap<Box<str>, HostRoutes>,
-        response_headers: Box<[HeaderPair]>,
+        response_headers: Arc<[HeaderPair]>,
         summary: Summary,
     ) -> Self {
         RoutingTable {
@@ -216,7 +216,7 @@ mod tests {
             "only-api.com".into(),
             HostRoutes::new(vec![route("only-api.com", "/api")]),
         );
-        RoutingTable::new(hosts, Box::new([]), Summary::default())
+        RoutingTable::new(hosts, Arc::from([]), Summary::default())
     }
 
     fn found(t: &RoutingTable, host: &str, path: &str) -> Option<String> {
