@@ -4,11 +4,12 @@
 #   - HTTP/2 over TLS (h2load, 100 connections x 10 streams);
 #   - new TLS connections per second (wrk over HTTPS with `Connection: close`);
 #   - memory held by 10,000 idle keep-alive client connections;
-#   - Aralez only: a 10,000-host upstreams.yaml pushed through the config API under load
-#     (time until the API answers, i.e. until it is live; failed requests during the swap).
+#   - Aralez only: a 10,000-host upstreams.yaml pushed through the config API PUSHES times
+#     on an idle core, then PUSHES times under load (time until the API answers, i.e. until
+#     it is live; failed requests during the swaps).
 # Writes benches/results/extras.md.
 #
-#   benches/extras.sh          DURATION=10 benches/extras.sh
+#   benches/extras.sh          DURATION=10 PUSHES=5 benches/extras.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ DURATION=${DURATION:-10}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 IDLE=${IDLE:-10000}
+PUSHES=${PUSHES:-5}
 
 . benches/lib.sh
 need wrk wrk
@@ -87,6 +89,9 @@ with open(sys.argv[1], "w") as f:
     for i in range(10000):
         f.write(f"  host{i}.bench.local:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:9101\", \"127.0.0.1:9102\"]\n")
 PY
+# The same hosts on another server pair: alternating the two makes every push a real change.
+sed 's/"127.0.0.1:9102"\]$/"127.0.0.1:9103"]/' "$WORK/big.yaml" > "$WORK/big2.yaml"
+
 
 : > "$WORK/results"
 for proxy in aralez nginx; do
@@ -109,22 +114,31 @@ for proxy in aralez nginx; do
     wait "$IDLER" 2>/dev/null || true
     echo "$proxy h2_rps=${h2_rps:-0} h2_failed=${h2_failed:-?} tls_cps=${tls_cps:-0} idle_held=${held:-0} idle_kib=$((after - before)) tls_errors='${tls_err:-none}'" | tee -a "$WORK/results"
     if [ "$proxy" = aralez ]; then
-        # The big push while wrk keeps the bench route busy.
-        load wrk -t1 -c50 -d8s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
+        # The big document pushed PUSHES times on an idle core, then PUSHES times while wrk
+        # keeps the bench route busy; the first push of a process also pays for fresh memory.
+        push() {
+            local doc=$WORK/big.yaml
+            [ $(( $1 % 2 )) = 0 ] && doc=$WORK/big2.yaml
+            curl -s -o "$WORK/push.json" -w '%{http_code}:%{time_total}' --data-binary @"$doc" "http://127.0.0.1:3999/conf?key=bench-key"
+        }
+        idle_pushes=""
+        for i in $(seq "$PUSHES"); do idle_pushes="$idle_pushes $(push "$i")"; done
+        load wrk -t1 -c50 -d$((PUSHES * 2 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
         WRK=$!
-        sleep 3
-        push=$(curl -s -o "$WORK/push.json" -w '%{http_code} %{time_total}' --data-binary @"$WORK/big.yaml" "http://127.0.0.1:3999/conf?key=bench-key")
+        sleep 2
+        busy_pushes=""
+        for i in $(seq "$PUSHES"); do busy_pushes="$busy_pushes $(push "$i")"; sleep 1; done
         wait "$WRK"
         non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/reload-wrk.out")
         sock=$(awk '/Socket errors/ {print}' "$WORK/reload-wrk.out" | tr -d '\n')
-        echo "reload status_and_seconds='$push' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
+        echo "reload idle='${idle_pushes# }' busy='${busy_pushes# }' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
     fi
     stop_proxy
 done
 
 mkdir -p benches/results
 python3 - "$WORK/results" "$DURATION" "$IDLE" <<'PY' | tee benches/results/extras.md
-import shlex, sys, platform, subprocess
+import shlex, statistics, sys, platform, subprocess
 rows, reload = {}, None
 for line in open(sys.argv[1]):
     name, *fields = shlex.split(line)
@@ -140,9 +154,15 @@ print("|---|---|---|---|---|")
 for name, r in rows.items():
     kib = int(r["idle_kib"])
     print(f"| {name} | {float(r['h2_rps']):.0f} | {r['h2_failed']} | {float(r['tls_cps']):.0f} | {kib / 1024:.1f} MiB ({kib * 1024 / max(int(r['idle_held']), 1):.0f} bytes each, {r['idle_held']} held) |")
+def pushes(text):
+    out = [p.split(":") for p in text.split()]
+    return [c for c, _ in out], [float(t) * 1000 for _, t in out]
 if reload:
-    status, secs = reload["status_and_seconds"].split()
-    print(f"\n10,000-host upstreams.yaml pushed through `POST /conf` under load (wrk -c50): HTTP {status}, "
-          f"live after {float(secs) * 1000:.0f} ms (parse, validate, compile, fsync, swap); "
-          f"non-2xx during the run: {reload['non2xx']}; socket errors: {reload['socket_errors']}.")
+    print("\n10,000-host upstreams.yaml pushed through `POST /conf` (time until the answer: upload, parse, "
+          "validate, compile, fsync, swap), alternating two documents so that every push is a change:\n")
+    print("| core | pushes (ms) | median ms | HTTP status |\n|---|---|---|---|")
+    for label, key in (("idle", "idle"), ("busy (wrk -c50 on the bench route)", "busy")):
+        codes, ms = pushes(reload[key])
+        print(f"| {label} | {', '.join(f'{m:.0f}' for m in ms)} | {statistics.median(ms):.0f} | {', '.join(sorted(set(codes)))} |")
+    print(f"\nDuring the busy pushes: non-2xx responses {reload['non2xx']}; socket errors: {reload['socket_errors']}.")
 PY

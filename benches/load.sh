@@ -19,7 +19,9 @@ need wrk wrk
 need nginx nginx
 need taskset util-linux
 
-cargo build --release --bin aralez
+# pingora_baseline: a minimal Pingora proxy with default settings, to tell Pingora's own cost
+# from Aralez's (its row is `pingora-defaults`).
+cargo build --release --bin aralez --example pingora_baseline
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -34,6 +36,7 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 start_proxy() {
     case $1 in
         aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
+        pingora-defaults) taskset -c "$PROXY_CPU" ./target/release/examples/pingora_baseline 2>"$WORK/pingora.err" & PORT=8083 ;;
         nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PORT=8081 ;;
         haproxy) taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db & PORT=8082 ;;
     esac
@@ -47,7 +50,7 @@ start_proxy() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
-PEERS="aralez"
+PEERS="aralez pingora-defaults"
 command -v nginx >/dev/null && PEERS="$PEERS nginx"
 command -v haproxy >/dev/null && PEERS="$PEERS haproxy"
 HZ=$(getconf CLK_TCK)
