@@ -104,7 +104,9 @@ for proxy in aralez nginx; do
     tls_cps=$(echo "$tls_out" | awk '/Requests\/sec/ {print $2}')
     tls_err=$(echo "$tls_out" | awk '/Socket errors/ {print}' | tr -d '\n')
     before=$(rss_kib "$PID")
-    load python3 "$WORK/idle.py" "$PLAIN" "$IDLE" > "$WORK/idle.out" 2>&1 &
+    # Not through `load`: a backgrounded function is a subshell, and killing it would leave
+    # python (and its 10,000 connections) running.
+    taskset -c "$LOAD_CPU" python3 "$WORK/idle.py" "$PLAIN" "$IDLE" > "$WORK/idle.out" 2>&1 &
     IDLER=$!
     for _ in $(seq 600); do grep -q ready "$WORK/idle.out" 2>/dev/null && break; sleep 0.1; done
     held=$(awk '/ready/ {print $2}' "$WORK/idle.out")
@@ -123,11 +125,12 @@ for proxy in aralez nginx; do
         }
         idle_pushes=""
         for i in $(seq "$PUSHES"); do idle_pushes="$idle_pushes $(push "$i")"; done
-        load wrk -t1 -c50 -d$((PUSHES * 2 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
+        taskset -c "$LOAD_CPU" wrk -t1 -c50 -d$((PUSHES * 2 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
         WRK=$!
         sleep 2
         busy_pushes=""
-        for i in $(seq "$PUSHES"); do busy_pushes="$busy_pushes $(push "$i")"; sleep 1; done
+        # Numbered on from the idle pushes so that the first busy one is a change too.
+        for i in $(seq "$PUSHES"); do busy_pushes="$busy_pushes $(push "$((PUSHES + i))")"; sleep 1; done
         wait "$WRK"
         non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/reload-wrk.out")
         sock=$(awk '/Socket errors/ {print}' "$WORK/reload-wrk.out" | tr -d '\n')
