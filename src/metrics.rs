@@ -2,7 +2,7 @@
 //! module records without threading a handle through. Served at `GET /metrics`; every metric
 //! is documented in METRICS.md.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
@@ -43,7 +43,22 @@ pub struct Metrics {
     pub connections_plain: IntGauge,
     pub connections_tls: IntGauge,
     pub header_timeouts: IntCounter,
+    /// `aralez_responses_total` children by status code (100-599), resolved on first use so
+    /// that a request neither formats nor hashes its label.
+    responses_by_status: Box<[OnceLock<IntCounter>]>,
+    /// The per-host series of requests that matched no route.
+    other_host: OnceLock<HostMetrics>,
 }
+
+/// The per-host series of one configured host, resolved once (routes keep theirs).
+#[derive(Debug, Clone)]
+pub struct HostMetrics {
+    requests: IntCounter,
+    latency: Histogram,
+}
+
+/// Status codes with a pre-resolved response counter.
+const STATUS_CODES: std::ops::RangeInclusive<u16> = 100..=599;
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
@@ -211,13 +226,41 @@ impl Metrics {
                 "Client connections closed because a request header took longer than header_timeout.",
             ),
             registry: r,
+            responses_by_status: STATUS_CODES.map(|_| OnceLock::new()).collect(),
+            other_host: OnceLock::new(),
         }
     }
 
-    /// Records one finished request.
+    /// The per-host series of `host` (a configured host name, or `other`).
+    pub fn host(&self, host: &str) -> HostMetrics {
+        HostMetrics {
+            requests: self.host_requests.with_label_values(&[host]),
+            latency: self.host_latency.with_label_values(&[host]),
+        }
+    }
+
+    fn status_counter(&self, status: u16) -> IntCounter {
+        let resolve = || {
+            let mut buf = itoa::Buffer::new();
+            self.responses.with_label_values(&[buf.format(status)])
+        };
+        match STATUS_CODES
+            .contains(&status)
+            .then(|| {
+                self.responses_by_status
+                    .get(usize::from(status - STATUS_CODES.start()))
+            })
+            .flatten()
+        {
+            Some(slot) => slot.get_or_init(resolve).clone(),
+            None => resolve(),
+        }
+    }
+
+    /// Records one finished request; `host` is the series of its route (None: no route).
     pub fn record_request(
         &self,
-        host: &str,
+        host: Option<&HostMetrics>,
         status: u16,
         elapsed: Duration,
         failed: bool,
@@ -229,13 +272,11 @@ impl Metrics {
         if failed {
             self.errors.inc();
         }
-        let mut buf = itoa::Buffer::new();
-        self.responses
-            .with_label_values(&[buf.format(status)])
-            .inc();
+        self.status_counter(status).inc();
         self.latency.observe(secs);
-        self.host_requests.with_label_values(&[host]).inc();
-        self.host_latency.with_label_values(&[host]).observe(secs);
+        let host = host.unwrap_or_else(|| self.other_host.get_or_init(|| self.host("other")));
+        host.requests.inc();
+        host.latency.observe(secs);
         self.bytes_in.inc_by(bytes_in as u64);
         self.bytes_out.inc_by(bytes_out as u64);
     }
@@ -285,13 +326,25 @@ mod tests {
     #[test]
     fn every_metric_registers_and_renders() {
         let m = Metrics::new();
-        m.record_request("a.com", 200, Duration::from_millis(3), false, 10, 20);
+        m.record_request(
+            Some(&m.host("a.com")),
+            200,
+            Duration::from_millis(3),
+            false,
+            10,
+            20,
+        );
+        m.record_request(None, 404, Duration::from_millis(1), false, 0, 0);
+        m.record_request(None, 999, Duration::from_millis(1), false, 0, 0);
         let text = m.render(&RoutingTable::default(), 0);
         for name in [
-            "aralez_requests_total 1",
+            "aralez_requests_total 3",
             "aralez_responses_total{status=\"200\"} 1",
-            "aralez_response_latency_seconds_count 1",
+            "aralez_responses_total{status=\"404\"} 1",
+            "aralez_responses_total{status=\"999\"} 1",
+            "aralez_response_latency_seconds_count 3",
             "aralez_host_requests_total{host=\"a.com\"} 1",
+            "aralez_host_requests_total{host=\"other\"} 2",
             "aralez_request_body_bytes_total 10",
             "aralez_response_body_bytes_total 20",
             "aralez_config_generation 0",

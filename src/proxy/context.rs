@@ -59,11 +59,6 @@ impl RequestCtx {
         }
     }
 
-    /// The host label of metrics: the configured host, or `other` (bounded cardinality).
-    pub fn host_label(&self) -> &str {
-        self.route.as_ref().map_or("other", |r| &r.host)
-    }
-
     /// Address of the backend of the latest attempt.
     pub fn backend_addr(&self) -> Option<std::net::SocketAddr> {
         let route = self.route.as_ref()?;

@@ -476,8 +476,12 @@ impl ProxyHttp for AralezProxy {
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
+        let host = ctx
+            .route
+            .as_ref()
+            .map(|r| r.metrics.get_or_init(|| METRICS.host(&r.host)));
         METRICS.record_request(
-            ctx.host_label(),
+            host,
             status,
             elapsed,
             e.is_some(),

@@ -128,6 +128,7 @@ pub fn compile(
                 read_timeout: path.read_timeout.map(std::time::Duration::from_secs),
                 max_body_size: path.max_body_size,
                 balancer: RoundRobin::default(),
+                metrics: Default::default(),
             }));
         }
         routes_total += routes.len();

@@ -47,6 +47,9 @@ pub struct Route {
     /// Largest request body, when the path sets one.
     pub max_body_size: Option<u64>,
     pub balancer: RoundRobin,
+    /// This host's metric series, resolved by the first request (not at compile time: a
+    /// 10,000-host table would export 10,000 empty series).
+    pub metrics: std::sync::OnceLock<crate::metrics::HostMetrics>,
 }
 
 /// The routes of one host, longest prefix first.
@@ -198,6 +201,7 @@ mod tests {
             read_timeout: None,
             max_body_size: None,
             balancer: RoundRobin::default(),
+            metrics: Default::default(),
         })
     }
 
