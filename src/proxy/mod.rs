@@ -123,6 +123,10 @@ impl ProxyHttp for AralezProxy {
         RequestCtx::new(self.in_flight.enter())
     }
 
+    /// No downstream modules. Pingora's default adds a response-compression module, switched
+    /// off, that still runs its filters on every request; Aralez does not compress.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     /// The header is in: stop its deadline, and bound the idle time before the next request
     /// (Pingora keeps an HTTP/1.1 connection open forever between requests).
     async fn early_request_filter(
