@@ -1,26 +1,36 @@
 //! Freeing big values off the critical path.
 
 use std::sync::mpsc::{channel, Sender};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use log::debug;
 
 type Garbage = Box<dyn Send>;
 
-/// The channel to the one thread that frees retired values, started on first use; None if
-/// the thread could not be started (values are then freed by the caller).
-static RETIREMENT: OnceLock<Option<Sender<Garbage>>> = OnceLock::new();
+/// The channel to the thread that frees retired values, and the process it was started in:
+/// the first config is applied before `-d` forks, and the child does not inherit the thread
+/// (sending to it would only queue, never free). None until first use, or if the thread could
+/// not be started (values are then freed by the caller).
+static RETIREMENT: Mutex<Option<(u32, Sender<Garbage>)>> = Mutex::new(None);
 
 /// Drops `old` on a thread of its own. For a 10,000-host table or document tree freeing takes
 /// milliseconds that an API request applying a config (or a proxy thread holding the last
 /// reference) should not spend.
 pub fn retire<T: Send + 'static>(old: T) {
     let garbage: Garbage = Box::new(old);
-    let Some(sender) = RETIREMENT.get_or_init(start) else {
-        return; // `garbage` is dropped here: slower for this caller, nothing lost.
-    };
-    // A send fails only if the thread is gone; the value then comes back and drops here.
-    let _ = sender.send(garbage);
+    let mut slot = RETIREMENT.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    if slot
+        .as_ref()
+        .is_none_or(|(started_in, _)| *started_in != pid)
+    {
+        *slot = start().map(|tx| (pid, tx));
+    }
+    if let Some((_, sender)) = slot.as_ref() {
+        // A send fails only if the thread is gone; the value then comes back and drops here.
+        let _ = sender.send(garbage);
+    }
+    // Otherwise `garbage` is dropped here: slower for this caller, nothing lost.
 }
 
 fn start() -> Option<Sender<Garbage>> {
@@ -36,7 +46,6 @@ fn start() -> Option<Sender<Garbage>> {
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

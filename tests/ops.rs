@@ -309,6 +309,32 @@ async fn daemon_mode_writes_the_pid_file_and_serves() {
     let daemon = Daemon::start("", &single_route("d.example.com", &[&a])).await;
     assert_eq!(daemon.serves("d.example.com").await, 200);
     assert!(daemon.dir.path().join("main.yaml").exists());
+    // A reload in the daemon frees the replaced table on a thread of the daemon's own (the
+    // first config was applied before the fork, whose threads the daemon does not inherit).
+    std::fs::write(
+        daemon.dir.path().join("upstreams.yaml"),
+        single_route("d2.example.com", &[&a]),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(10), "the daemon to reload", || async {
+        (daemon.serves("d2.example.com").await == 200).then_some(())
+    })
+    .await;
+    let tasks = format!("/proc/{}/task", daemon.pid);
+    wait_for(
+        Duration::from_secs(5),
+        "a `retire` thread in the daemon",
+        || {
+            let found = std::fs::read_dir(&tasks).ok().is_some_and(|dir| {
+                dir.flatten().any(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "retire")
+                })
+            });
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
     let pid = daemon.pid;
     drop(daemon);
     wait_for(
