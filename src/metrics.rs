@@ -239,6 +239,15 @@ impl Metrics {
         }
     }
 
+    /// Drops the per-host series of hosts no longer configured.
+    pub fn forget_hosts<'h>(&self, hosts: impl Iterator<Item = &'h str>) {
+        for host in hosts {
+            // Absent when the host never served a request: nothing to drop.
+            let _ = self.host_requests.remove_label_values(&[host]);
+            let _ = self.host_latency.remove_label_values(&[host]);
+        }
+    }
+
     fn status_counter(&self, status: u16) -> IntCounter {
         let resolve = || {
             let mut buf = itoa::Buffer::new();

@@ -495,3 +495,58 @@ async fn open_client_connections_are_a_gauge() {
     })
     .await;
 }
+
+/// A host removed from the config takes its per-host series with it (hosts that come and go
+/// would otherwise grow the exposition forever); one added again starts from zero.
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_hosts_leave_the_metrics() {
+    let a = TestBackend::start("a").await;
+    let two = |hosts: &[&str]| {
+        let mut doc = String::from("upstreams:\n");
+        for h in hosts {
+            doc.push_str(&format!(
+                "  {h}:\n    paths:\n      \"/\":\n        servers: [\"{}\"]\n",
+                a.server()
+            ));
+        }
+        doc
+    };
+    let options = ProxyOptions {
+        main_extra: format!("master_key: {KEY}\n"),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&two(&["gone.example.com", "kept.example.com"]), options).await;
+    let c = client();
+    let push = |doc: String| {
+        let c = c.clone();
+        let url = proxy.api_url(&format!("/conf?key={KEY}"));
+        async move {
+            let resp = c.post(url).body(doc).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    for host in ["gone.example.com", "kept.example.com"] {
+        assert_eq!(get(&c, &proxy, host, "/").await.0, 200);
+    }
+    let gone = "aralez_host_requests_total{host=\"gone.example.com\"}";
+    let kept = "aralez_host_requests_total{host=\"kept.example.com\"}";
+    wait_for(Duration::from_secs(5), "both hosts counted", || async {
+        let text = metrics(&proxy).await;
+        (sample(&text, gone) == Some(1.0) && sample(&text, kept) == Some(1.0)).then_some(())
+    })
+    .await;
+    push(two(&["kept.example.com"])).await;
+    let text = metrics(&proxy).await;
+    assert_eq!(sample(&text, gone), None, "{text}");
+    assert!(
+        !text.contains("aralez_host_response_latency_seconds_count{host=\"gone.example.com\"}"),
+        "{text}"
+    );
+    assert_eq!(sample(&text, kept), Some(1.0), "{text}");
+    push(two(&["gone.example.com", "kept.example.com"])).await;
+    assert_eq!(get(&c, &proxy, "gone.example.com", "/").await.0, 200);
+    wait_for(Duration::from_secs(5), "the host counted again", || async {
+        (sample(&metrics(&proxy).await, gone) == Some(1.0)).then_some(())
+    })
+    .await;
+}

@@ -231,10 +231,18 @@ impl RouteStore {
             })?;
         }
         let summary = table.summary;
-        let old_table = self.live.swap(Arc::new(table));
+        let table = Arc::new(table);
+        let old_table = self.live.swap(table.clone());
         METRICS
             .config_apply
             .observe(started.elapsed().as_secs_f64());
+        // Series of hosts that are gone would otherwise be exported forever.
+        METRICS.forget_hosts(
+            old_table
+                .hosts()
+                .map(|(h, _)| h)
+                .filter(|h| !table.has_host(h)),
+        );
         writer.generation = summary.generation;
         let old_text = writer.live_text.replace(text.to_string());
         retire((old_table, old_text));

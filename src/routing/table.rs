@@ -140,6 +140,11 @@ impl RoutingTable {
         self.hosts.iter().map(|(k, v)| (&**k, v))
     }
 
+    /// Whether `name` (lower case, as configured) is one of the table's hosts.
+    pub fn has_host(&self, name: &str) -> bool {
+        self.hosts.contains_key(name)
+    }
+
     /// Finds the route for a request. `host` is the Host header or `:authority` as sent (any
     /// case, with or without a port); `path` is the URI path. Does not allocate.
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
