@@ -86,6 +86,14 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
     g
 }
 
+/// A histogram with the latency buckets.
+fn histogram(r: &Registry, name: &str, help: &str) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    register(r, h.clone());
+    h
+}
+
 fn register<C: prometheus::core::Collector + 'static>(r: &Registry, c: C) {
     // Names are fixed and distinct, so registration cannot fail but by a programming error,
     // which the unit test below catches.
@@ -102,15 +110,11 @@ impl Metrics {
             &r,
             prometheus::process_collector::ProcessCollector::for_self(),
         );
-        let latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "aralez_response_latency_seconds",
-                "Time from request to the end of the response.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .unwrap_or_else(|e| panic!("latency histogram: {e}"));
-        register(&r, latency.clone());
+        let latency = histogram(
+            &r,
+            "aralez_response_latency_seconds",
+            "Time from request to the end of the response.",
+        );
         let connections = gauge_vec(
             &r,
             "aralez_downstream_connections",
@@ -127,15 +131,11 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("host latency histogram: {e}"));
         register(&r, host_latency.clone());
-        let config_apply = Histogram::with_opts(
-            HistogramOpts::new(
-                "aralez_config_apply_seconds",
-                "Time from receiving a changed routing document to its table being live.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .unwrap_or_else(|e| panic!("apply histogram: {e}"));
-        register(&r, config_apply.clone());
+        let config_apply = histogram(
+            &r,
+            "aralez_config_apply_seconds",
+            "Time from receiving a changed routing document to its table being live.",
+        );
         Metrics {
             requests: counter(&r, "aralez_requests_total", "Requests received."),
             errors: counter(

@@ -264,25 +264,30 @@ async fn connect_timeout_moves_to_the_next_server() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn upstream_connections_are_reused() {
-    let b = TestBackend::start("pool").await;
-    // No health probes: they would open connections of their own.
+/// A proxy routing `NAME.example.com` to one backend named NAME, without health probes (they
+/// would open connections of their own), after one proxied request (protocol detection at
+/// load time opens some too). Returns the backend, the proxy, a client, and the backend's
+/// connection count at that point.
+async fn counting_upstream_connections(name: &str) -> (TestBackend, Proxy, reqwest::Client, usize) {
+    let b = TestBackend::start(name).await;
+    let host = format!("{name}.example.com");
     let config = format!(
-        "upstreams:\n  pool.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{}\"]\n",
+        "upstreams:\n  {host}:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{}\"]\n",
         b.server()
     );
     let proxy = Proxy::start(&config).await;
     let c = client();
-    // Protocol detection at load time opens connections of its own; count from the first
-    // proxied request on.
     assert_eq!(
-        backend_of(&c, &proxy, "pool.example.com", "/")
-            .await
-            .as_deref(),
-        Some("pool")
+        backend_of(&c, &proxy, &host, "/").await.as_deref(),
+        Some(name)
     );
     let before = b.connections.load(std::sync::atomic::Ordering::SeqCst);
+    (b, proxy, c, before)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_are_reused() {
+    let (b, proxy, c, before) = counting_upstream_connections("pool").await;
     for _ in 0..50 {
         assert_eq!(
             backend_of(&c, &proxy, "pool.example.com", "/")
@@ -305,20 +310,7 @@ async fn upstream_connections_are_reused() {
 async fn a_wave_of_concurrent_requests_keeps_its_upstream_connections() {
     const IN_FLIGHT: usize = 300;
     const WAVES: usize = 5;
-    let b = TestBackend::start("wave").await;
-    let config = format!(
-        "upstreams:\n  wave.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{}\"]\n",
-        b.server()
-    );
-    let proxy = Proxy::start(&config).await;
-    let c = client();
-    assert_eq!(
-        backend_of(&c, &proxy, "wave.example.com", "/")
-            .await
-            .as_deref(),
-        Some("wave")
-    );
-    let before = b.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let (b, proxy, c, before) = counting_upstream_connections("wave").await;
     for _ in 0..WAVES {
         // The backend holds each answer 200 ms, so the whole wave is in flight together.
         let wave =
