@@ -104,28 +104,30 @@ impl<'a> IssueSink<'a> {
         }
     }
 
-    pub fn push(&mut self, key_path: &str, message: impl Into<String>) {
+    pub fn push(&mut self, key_path: impl std::fmt::Display, message: impl Into<String>) {
+        let key_path = key_path.to_string();
         self.issues.push(Issue {
             file: self.file.to_string(),
-            location: self.spans.get().value_at(key_path),
-            key_path: key_path.to_string(),
+            location: self.spans.get().value_at(&key_path),
+            key_path,
             message: message.into(),
         });
     }
 
     /// Reports a problem with the key that ends `key_path` itself (not its value).
-    pub fn push_key(&mut self, key_path: &str, message: impl Into<String>) {
+    pub fn push_key(&mut self, key_path: impl std::fmt::Display, message: impl Into<String>) {
+        let key_path = key_path.to_string();
         self.issues.push(Issue {
             file: self.file.to_string(),
-            location: self.spans.get().key_at(key_path),
-            key_path: key_path.to_string(),
+            location: self.spans.get().key_at(&key_path),
+            key_path,
             message: message.into(),
         });
     }
 
     /// Reports a key that is not in `known`, placed at the key itself.
-    pub fn unknown_key(&mut self, parent_path: &str, key: &str, known: &[&str]) {
-        let key_path = super::spans::join_key(parent_path, key);
+    pub fn unknown_key(&mut self, parent_path: impl std::fmt::Display, key: &str, known: &[&str]) {
+        let key_path = super::spans::join_key(&parent_path.to_string(), key);
         self.issues.push(Issue {
             file: self.file.to_string(),
             location: self.spans.get().key_at(&key_path),

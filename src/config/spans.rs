@@ -31,6 +31,40 @@ pub fn join_index(parent: &str, index: usize) -> String {
     format!("{parent}[{index}]")
 }
 
+/// Where a value sits in the document, as a chain of borrowed steps on the validator's stack.
+/// It becomes text (`upstreams.a.com.paths./.servers[0]`, as [`join_key`] and [`join_index`]
+/// write it) only when an issue is reported: formatting every path up front was a fifth of
+/// validating a 10,000-host document.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyPath<'a> {
+    Root,
+    Key(&'a KeyPath<'a>, &'a str),
+    Index(&'a KeyPath<'a>, usize),
+}
+
+impl<'a> KeyPath<'a> {
+    /// The path of `key` under this one.
+    pub fn key(&'a self, key: &'a str) -> KeyPath<'a> {
+        KeyPath::Key(self, key)
+    }
+
+    /// The path of item `index` of the list here.
+    pub fn index(&'a self, index: usize) -> KeyPath<'a> {
+        KeyPath::Index(self, index)
+    }
+}
+
+impl std::fmt::Display for KeyPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyPath::Root => Ok(()),
+            KeyPath::Key(KeyPath::Root, key) => f.write_str(key),
+            KeyPath::Key(parent, key) => write!(f, "{parent}.{key}"),
+            KeyPath::Index(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
 impl SpanIndex {
     /// Indexes the first document of `text`. A text that does not parse gives a partial index
     /// (the parse error itself is reported by serde_yaml).
@@ -214,6 +248,23 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_paths_render_like_joined_strings() {
+        let root = KeyPath::Root;
+        let up = root.key("upstreams");
+        let host = up.key("a.com");
+        let servers = host.key("servers");
+        let item = servers.index(2);
+        let expected = join_index(
+            &join_key(&join_key(&join_key("", "upstreams"), "a.com"), "servers"),
+            2,
+        );
+        assert_eq!(item.to_string(), expected);
+        assert_eq!(expected, "upstreams.a.com.servers[2]");
+        assert_eq!(root.to_string(), "");
+        assert_eq!(root.index(0).to_string(), "[0]");
+    }
 
     const DOC: &str = "\
 provider: file

@@ -105,7 +105,7 @@ pub fn compile(
                     Err(message) => issues.push(Issue {
                         file: file.to_string(),
                         location: None,
-                        key_path: entry.key_path.clone(),
+                        key_path: entry.key_path.clone().unwrap_or_default(),
                         message,
                     }),
                 }
