@@ -4,9 +4,9 @@
 #   - HTTP/2 over TLS (h2load, 100 connections x 10 streams);
 #   - new TLS connections per second (wrk over HTTPS with `Connection: close`);
 #   - memory held by 10,000 idle keep-alive client connections;
-#   - Aralez only: a 10,000-host upstreams.yaml pushed through the config API PUSHES times
-#     on an idle core, then PUSHES times under load (time until the API answers, i.e. until
-#     it is live; failed requests during the swaps).
+#   - Aralez only: a 10,000-host upstreams document, as YAML and as JSON, pushed through the
+#     config API PUSHES times each on an idle core, then PUSHES times each under load (time
+#     until the API answers, i.e. until it is live; failed requests during the swaps).
 # Writes benches/results/extras.md.
 #
 #   benches/extras.sh          DURATION=10 PUSHES=5 benches/extras.sh
@@ -91,6 +91,26 @@ with open(sys.argv[1], "w") as f:
 PY
 # The same hosts on another server pair: alternating the two makes every push a real change.
 sed 's/"127.0.0.1:9102"\]$/"127.0.0.1:9103"]/' "$WORK/big.yaml" > "$WORK/big2.yaml"
+# The same two documents written as JSON (also valid YAML), which Aralez reads with serde_json.
+python3 - "$WORK" <<'PY'
+import json, sys
+for name in ("big", "big2"):
+    with open(f"{sys.argv[1]}/{name}.yaml") as f:
+        lines = f.read().splitlines()
+    hosts, i = {}, 1
+    while i < len(lines):
+        host = lines[i].strip().rstrip(":")
+        servers = json.loads(lines[i + 3].split("servers:", 1)[1])
+        route = {"servers": servers}
+        i += 4
+        if i < len(lines) and lines[i].strip().startswith("headers:"):
+            route["headers"] = json.loads(lines[i].split("headers:", 1)[1])
+            i += 1
+        hosts[host] = {"paths": {"/": route}}
+    # One host per line, as a generator would write it.
+    with open(f"{sys.argv[1]}/{name}.json", "w") as f:
+        f.write('{"upstreams": {\n' + ",\n".join(f"  {json.dumps(h)}: {json.dumps(b)}" for h, b in hosts.items()) + "\n}}\n")
+PY
 
 
 : > "$WORK/results"
@@ -119,22 +139,26 @@ for proxy in aralez nginx; do
         # The big document pushed PUSHES times on an idle core, then PUSHES times while wrk
         # keeps the bench route busy; the first push of a process also pays for fresh memory.
         push() {
-            local doc=$WORK/big.yaml
-            [ $(( $1 % 2 )) = 0 ] && doc=$WORK/big2.yaml
+            local doc=$WORK/big.$2
+            [ $(( $1 % 2 )) = 0 ] && doc=$WORK/big2.$2
             curl -s -o "$WORK/push.json" -w '%{http_code}:%{time_total}' --data-binary @"$doc" "http://127.0.0.1:3999/conf?key=bench-key"
         }
-        idle_pushes=""
-        for i in $(seq "$PUSHES"); do idle_pushes="$idle_pushes $(push "$i")"; done
-        taskset -c "$LOAD_CPU" wrk -t1 -c50 -d$((PUSHES * 2 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
+        # Numbered on across formats and phases so that every push is a change.
+        n=0
+        declare -A idle busy
+        for fmt in yaml json; do
+            for _ in $(seq "$PUSHES"); do n=$((n + 1)); idle[$fmt]="${idle[$fmt]:-} $(push "$n" "$fmt")"; done
+        done
+        taskset -c "$LOAD_CPU" wrk -t1 -c50 -d$((PUSHES * 4 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
         WRK=$!
         sleep 2
-        busy_pushes=""
-        # Numbered on from the idle pushes so that the first busy one is a change too.
-        for i in $(seq "$PUSHES"); do busy_pushes="$busy_pushes $(push "$((PUSHES + i))")"; sleep 1; done
+        for fmt in yaml json; do
+            for _ in $(seq "$PUSHES"); do n=$((n + 1)); busy[$fmt]="${busy[$fmt]:-} $(push "$n" "$fmt")"; sleep 1; done
+        done
         wait "$WRK"
         non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/reload-wrk.out")
         sock=$(awk '/Socket errors/ {print}' "$WORK/reload-wrk.out" | tr -d '\n')
-        echo "reload idle='${idle_pushes# }' busy='${busy_pushes# }' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
+        echo "reload idle_yaml='${idle[yaml]# }' busy_yaml='${busy[yaml]# }' idle_json='${idle[json]# }' busy_json='${busy[json]# }' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
     fi
     stop_proxy
 done
@@ -161,11 +185,13 @@ def pushes(text):
     out = [p.split(":") for p in text.split()]
     return [c for c, _ in out], [float(t) * 1000 for _, t in out]
 if reload:
-    print("\n10,000-host upstreams.yaml pushed through `POST /conf` (time until the answer: upload, parse, "
-          "validate, compile, fsync, swap), alternating two documents so that every push is a change:\n")
-    print("| core | pushes (ms) | median ms | HTTP status |\n|---|---|---|---|")
-    for label, key in (("idle", "idle"), ("busy (wrk -c50 on the bench route)", "busy")):
-        codes, ms = pushes(reload[key])
-        print(f"| {label} | {', '.join(f'{m:.0f}' for m in ms)} | {statistics.median(ms):.0f} | {', '.join(sorted(set(codes)))} |")
+    print("\n10,000-host upstreams document pushed through `POST /conf` (time until the answer: upload, parse, "
+          "validate, compile, fsync, swap), alternating two documents so that every push is a change; "
+          "the same documents as YAML (1.0 MB) and as JSON (which Aralez reads with serde_json):\n")
+    print("| document | core | pushes (ms) | median ms | HTTP status |\n|---|---|---|---|---|")
+    for fmt in ("yaml", "json"):
+        for label, key in (("idle", "idle"), ("busy (wrk -c50 on the bench route)", "busy")):
+            codes, ms = pushes(reload[f"{key}_{fmt}"])
+            print(f"| {fmt.upper()} | {label} | {', '.join(f'{m:.0f}' for m in ms)} | {statistics.median(ms):.0f} | {', '.join(sorted(set(codes)))} |")
     print(f"\nDuring the busy pushes: non-2xx responses {reload['non2xx']}; socket errors: {reload['socket_errors']}.")
 PY

@@ -131,8 +131,23 @@ fn push_document() -> String {
     doc
 }
 
+/// The same document as JSON, one host per line (generated documents often are JSON).
+fn push_document_json() -> String {
+    let hosts: Vec<String> = (0..HOSTS)
+        .map(|i| {
+            format!(
+                "  \"host{i}.bench.local\": {{\"paths\": {{\"/\": {{\"servers\": [\"127.0.0.1:9101\", \"127.0.0.1:9102\"]}}}}}}"
+            )
+        })
+        .collect();
+    format!("{{\"upstreams\": {{\n{}\n}}}}\n", hosts.join(",\n"))
+}
+
 fn apply(c: &mut Criterion) {
     let doc = push_document();
+    let json = push_document_json();
+    // Both spell the same document.
+    assert_eq!(parsed(&json).counts(), parsed(&doc).counts());
     let mut group = c.benchmark_group("apply a 10,000-host document");
     group.sample_size(10);
     group.bench_function("span index (error positions)", |b| {
@@ -140,6 +155,9 @@ fn apply(c: &mut Criterion) {
     });
     group.bench_function("parse and validate", |b| {
         b.iter(|| UpstreamsConfig::parse(black_box(&doc), "bench", ValidationContext::default()))
+    });
+    group.bench_function("parse and validate (JSON)", |b| {
+        b.iter(|| UpstreamsConfig::parse(black_box(&json), "bench", ValidationContext::default()))
     });
     let config = parsed(&doc);
     with_env(|env| {

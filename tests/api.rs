@@ -117,6 +117,48 @@ async fn invalid_push_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn json_documents_are_accepted_and_checked_like_yaml() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let proxy = Proxy::start_with(&single_route("p.example.com", &[&a]), with_key()).await;
+    let c = client();
+    let doc = format!(
+        r#"{{"upstreams": {{"p.example.com": {{"paths": {{"/": {{"servers": ["{}"]}}}}}}}}}}"#,
+        b.addr
+    );
+    let (status, json) = push(&c, &proxy, &doc).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["generation"], 2);
+    assert_eq!(
+        served_by(&c, &proxy, "p.example.com").await.as_deref(),
+        Some("b")
+    );
+    // Errors in a JSON document name the line and column, and change nothing.
+    let bad = "{\"upstreams\": {\"p.example.com\": {\"paths\": {\"/\":\n  {\"servers\": [\"10.0.0.1\"]}}}}}";
+    let (status, json) = push(&c, &proxy, bad).await;
+    assert_eq!(status, 400);
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.contains("request body:2:16: upstreams.p.example.com.paths./.servers[0]: \"10.0.0.1\" has no port"),
+        "{error}"
+    );
+    let (status, json) = push(&c, &proxy, "{\"upstreams\": {\"p.example.com\":\n").await;
+    assert_eq!(status, 400);
+    assert!(
+        json["error"].as_str().unwrap().contains("request body:"),
+        "{json}"
+    );
+    assert_eq!(
+        served_by(&c, &proxy, "p.example.com").await.as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        std::fs::read_to_string(proxy.upstreams_path()).unwrap(),
+        doc
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn keys_methods_and_size_limits() {
     let a = TestBackend::start("a").await;
     let doc = single_route("p.example.com", &[&a]);
