@@ -33,11 +33,33 @@ pub fn retire<T: Send + 'static>(old: T) {
     // Otherwise `garbage` is dropped here: slower for this caller, nothing lost.
 }
 
+/// Freeing is background work: on a busy core it must not take CPU from the proxy threads, or
+/// from an apply still running (a document's tree is retired before its table is compiled).
+/// Measured with the proxy core saturated: a 10,000-host push went live in ~90 ms instead of
+/// ~115. Nice 19 still gets a share of a busy core, so garbage does not pile up.
+fn lower_own_priority() {
+    // On Linux the nice value is per thread, and setpriority with a thread id sets only it.
+    // SAFETY: plain syscalls on the calling thread, no memory passed.
+    let done = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19)
+    };
+    if done != 0 {
+        debug!(
+            "cannot lower the priority of the freeing thread: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn start() -> Option<Sender<Garbage>> {
     let (tx, rx) = channel::<Garbage>();
     let spawned = std::thread::Builder::new()
         .name("retire".into())
-        .spawn(move || rx.into_iter().for_each(drop));
+        .spawn(move || {
+            lower_own_priority();
+            rx.into_iter().for_each(drop)
+        });
     match spawned {
         Ok(_) => Some(tx),
         Err(e) => {
@@ -60,6 +82,36 @@ mod tests {
             if std::thread::current().id() != self.1 {
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
+        }
+    }
+
+    #[test]
+    fn the_freeing_thread_runs_at_the_lowest_priority() {
+        // Start the thread (or reuse it) and find it by name.
+        retire(0u8);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let nice = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(Result::ok)
+                .find(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "retire")
+                })
+                .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+                // Field 19 of stat is the nice value; the name before it may hold spaces.
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split(' ').nth(16)?.parse::<i32>().ok()
+                });
+            if nice == Some(19) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nice of the retire thread: {nice:?}"
+            );
+            std::thread::yield_now();
         }
     }
 
