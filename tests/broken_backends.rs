@@ -117,3 +117,73 @@ async fn a_backend_that_drops_the_request_is_skipped_for_idempotent_methods() {
     assert!(statuses.contains(&502), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
 }
+
+/// An h2c backend (prior knowledge, as detection finds it) that answers every request with a
+/// stream reset instead of a response, as a backend does when it gives up on a request or
+/// its connection breaks. Counts the requests it reset.
+async fn stream_resetting_h2_backend(
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reset = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reset.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(s).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                }
+            });
+        }
+    });
+    (addr, reset)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2_backend_that_resets_the_request_is_skipped_for_idempotent_methods() {
+    let (resetting, reset) = stream_resetting_h2_backend().await;
+    let good = TestBackend::start("good").await;
+    let doc = format!(
+        "upstreams:\n  r.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{resetting}\", \"{}\"]\n",
+        good.server()
+    );
+    let proxy = Proxy::start(&doc).await;
+    // Plain h2c backends are spoken to in h2 for h2 clients: this one, with prior knowledge.
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .resolve(
+            "r.example.com",
+            SocketAddr::from(([127, 0, 0, 1], proxy.port)),
+        )
+        .build()
+        .unwrap();
+    let url = format!("http://r.example.com:{}/", proxy.port);
+    // Round robin sends every other request to the resetting server first: each GET is
+    // answered by the good one all the same.
+    for _ in 0..6 {
+        let resp = h2.get(&url).send().await.unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(Echo::parse(&body).backend, "good");
+    }
+    assert!(
+        reset.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the resetting server was never asked over h2"
+    );
+    // A POST may have been acted upon: it is not sent twice.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let resp = h2.post(&url).body("once").send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}

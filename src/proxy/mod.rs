@@ -328,8 +328,8 @@ impl ProxyHttp for AralezProxy {
         e
     }
 
-    /// A backend that drops the connection before answering (it was killed, restarted, or
-    /// closed an idle connection) gets the request retried on the next server when that is
+    /// A backend that drops the connection (or, over h2, resets the stream) before answering
+    /// (it was killed, restarted, or closed an idle connection) gets the request retried on the next server when that is
     /// safe: an idempotent method with its body still buffered, and no response header yet.
     /// nginx's `proxy_next_upstream error` does the same; Pingora alone retries only on
     /// reused connections. Timeouts are not retried (they would multiply the wait).
@@ -351,7 +351,12 @@ impl ProxyHttp for AralezProxy {
         let dropped = e.esource == ErrorSource::Upstream
             && matches!(
                 e.etype,
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                ErrorType::ConnectionClosed
+                    | ErrorType::ReadError
+                    | ErrorType::WriteError
+                    // h2: the stream was reset before a response, or the pooled connection
+                    // had broken when the request was to be sent on it.
+                    | ErrorType::H2Error
             )
             && ctx.upstream_elapsed.is_none();
         let untried = ctx
