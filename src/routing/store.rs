@@ -214,6 +214,8 @@ impl RouteStore {
         if writer.live_text.as_deref() == Some(text) {
             return Ok(ApplyOutcome::Unchanged(self.live.load().summary));
         }
+        // Nothing retired during the apply is freed before it ends (see `retire::hold`).
+        let _held = crate::retire::hold();
         let started = std::time::Instant::now();
         let (table, consul) = build(
             text,
