@@ -87,11 +87,12 @@ fn send(garbage: Garbage) {
     // Otherwise `garbage` is dropped here: slower for this caller, nothing lost.
 }
 
-/// Freeing is background work: on a busy core it must not take CPU from the proxy threads.
-/// Nice 10, not 19: on a saturated core it still gets about a tenth of the CPU, ~100 ms of
-/// freeing a second, far more than a 10,000-host generation pushed every second needs
-/// (~15 ms), so garbage cannot pile up; at 19 (a seventieth) it nearly could.
-const FREEING_NICE: i32 = 10;
+/// Freeing is background work: on a busy core it must not take CPU from the proxy threads, or
+/// from the next apply when pushes come back to back (10,000-host pushes measured 10-40 %
+/// slower at nice 10 than at 19, in noisy runs). At nice 19 the thread gets about a seventieth
+/// of a core that is saturated, ~14 ms of freeing a second: enough for a 10,000-host
+/// generation a second, and whatever waits is freed as soon as the core has idle time.
+const FREEING_NICE: i32 = 19;
 
 fn lower_own_priority() {
     // On Linux the nice value is per thread, and setpriority with a thread id sets only it.
