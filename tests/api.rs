@@ -32,6 +32,22 @@ async fn served_by(c: &reqwest::Client, proxy: &Proxy, host: &str) -> Option<Str
     (status == 200).then(|| Echo::parse(&body).backend)
 }
 
+/// A refused push changed nothing: `host` is still served by `backend`, the file still holds
+/// `saved`.
+async fn assert_nothing_changed(
+    c: &reqwest::Client,
+    proxy: &Proxy,
+    host: &str,
+    backend: &str,
+    saved: &str,
+) {
+    assert_eq!(served_by(c, proxy, host).await.as_deref(), Some(backend));
+    assert_eq!(
+        std::fs::read_to_string(proxy.upstreams_path()).unwrap(),
+        saved
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn push_applies_persists_and_is_not_reloaded_again() {
     let a = TestBackend::start("a").await;
@@ -106,14 +122,7 @@ async fn invalid_push_changes_nothing() {
         json["error"].as_str().unwrap().contains("invalid YAML"),
         "{json}"
     );
-    assert_eq!(
-        served_by(&c, &proxy, "p.example.com").await.as_deref(),
-        Some("a")
-    );
-    assert_eq!(
-        std::fs::read_to_string(proxy.upstreams_path()).unwrap(),
-        before
-    );
+    assert_nothing_changed(&c, &proxy, "p.example.com", "a", &before).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,14 +157,7 @@ async fn json_documents_are_accepted_and_checked_like_yaml() {
         json["error"].as_str().unwrap().contains("request body:"),
         "{json}"
     );
-    assert_eq!(
-        served_by(&c, &proxy, "p.example.com").await.as_deref(),
-        Some("b")
-    );
-    assert_eq!(
-        std::fs::read_to_string(proxy.upstreams_path()).unwrap(),
-        doc
-    );
+    assert_nothing_changed(&c, &proxy, "p.example.com", "b", &doc).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
