@@ -81,6 +81,15 @@ async fn resetting_backend() -> (SocketAddr, std::sync::Arc<std::sync::atomic::A
     (addr, dropped)
 }
 
+/// r.example.com balanced over a failing server and a good one, without health checks (so
+/// the failing one stays in rotation).
+fn failing_then_good(failing: SocketAddr, good: &TestBackend) -> String {
+    format!(
+        "upstreams:\n  r.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{failing}\", \"{}\"]\n",
+        good.server()
+    )
+}
+
 /// A POST may have been acted upon, so it is never sent twice: with round robin over a
 /// failing and a good server, four POSTs give both 502s and 200s.
 async fn assert_posts_are_not_retried(post: impl Fn() -> reqwest::RequestBuilder) {
@@ -96,10 +105,7 @@ async fn assert_posts_are_not_retried(post: impl Fn() -> reqwest::RequestBuilder
 async fn a_backend_that_drops_the_request_is_skipped_for_idempotent_methods() {
     let (reset, dropped) = resetting_backend().await;
     let good = TestBackend::start("good").await;
-    let doc = format!(
-        "upstreams:\n  r.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{reset}\", \"{}\"]\n",
-        good.server()
-    );
+    let doc = failing_then_good(reset, &good);
     let proxy = Proxy::start(&doc).await;
     let c = client();
     // Round robin sends every other request to the resetting server first: each GET is
@@ -151,10 +157,7 @@ async fn stream_resetting_h2_backend(
 async fn an_h2_backend_that_resets_the_request_is_skipped_for_idempotent_methods() {
     let (resetting, reset) = stream_resetting_h2_backend().await;
     let good = TestBackend::start("good").await;
-    let doc = format!(
-        "upstreams:\n  r.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{resetting}\", \"{}\"]\n",
-        good.server()
-    );
+    let doc = failing_then_good(resetting, &good);
     let proxy = Proxy::start(&doc).await;
     // Plain h2c backends are spoken to in h2 for h2 clients: this one, with prior knowledge.
     let h2 = reqwest::Client::builder()
