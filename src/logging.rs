@@ -1,17 +1,28 @@
-//! The process logger: env_logger, with Pingora's per-client failures moved to DEBUG.
+//! The process logger: env_logger, with Pingora's per-client failures and handled races moved
+//! to DEBUG.
 //!
 //! Pingora logs every client that misbehaves or goes away at ERROR or WARN ("Fail to proxy:
 //! Downstream ...", "Downstream handshake error ..."): a header timeout, a reset, a scanner's
 //! broken TLS hello. Under a slowloris or a port scan that floods the error log with lines
 //! about clients, not about the proxy. nginx logs the same events at `info`; here they go to
 //! DEBUG, and the metrics count them (`aralez_client_header_timeouts_total`, ...).
+//!
+//! It also logs "failed to acquire reusable stream" at ERROR when a pooled backend connection
+//! is still held by its idle watcher: the request simply opens a new connection. Around a
+//! backend restart that is one ERROR line per request (thousands in our soak) for nothing
+//! that failed, so it goes to DEBUG too.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-/// Messages (from Pingora's targets) that describe a client's failure.
-const CLIENT_FAILURES: &[&str] = &["Fail to proxy: Downstream", "Downstream handshake error"];
+/// Starts of messages (from Pingora's targets) that describe a client's failure or a race
+/// Pingora handled by itself.
+const DEMOTED: &[&str] = &[
+    "Fail to proxy: Downstream",
+    "Downstream handshake error",
+    "failed to acquire reusable stream",
+];
 
-fn is_client_failure(record: &Record<'_>) -> bool {
+fn is_demoted(record: &Record<'_>) -> bool {
     if record.level() > Level::Warn || !record.target().starts_with("pingora") {
         return false;
     }
@@ -19,27 +30,27 @@ fn is_client_failure(record: &Record<'_>) -> bool {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(record.args().to_string()),
     };
-    CLIENT_FAILURES.iter().any(|p| text.starts_with(p))
+    DEMOTED.iter().any(|p| text.starts_with(p))
 }
 
-/// Wraps a logger; client failures are passed on at DEBUG.
-pub struct DemoteClientFailures<L> {
+/// Wraps a logger; the messages in `DEMOTED` are passed on at DEBUG.
+pub struct DemoteNoise<L> {
     inner: L,
 }
 
-impl<L: Log> DemoteClientFailures<L> {
+impl<L: Log> DemoteNoise<L> {
     pub fn new(inner: L) -> Self {
-        DemoteClientFailures { inner }
+        DemoteNoise { inner }
     }
 }
 
-impl<L: Log> Log for DemoteClientFailures<L> {
+impl<L: Log> Log for DemoteNoise<L> {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         self.inner.enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !is_client_failure(record) {
+        if !is_demoted(record) {
             return self.inner.log(record);
         }
         let demoted = Record::builder()
@@ -69,7 +80,7 @@ pub fn init(level: &str) {
         .parse_default_env()
         .build();
     let max = logger.filter();
-    if log::set_boxed_logger(Box::new(DemoteClientFailures::new(logger))).is_ok() {
+    if log::set_boxed_logger(Box::new(DemoteNoise::new(logger))).is_ok() {
         log::set_max_level(max);
     }
 }
@@ -98,7 +109,7 @@ mod tests {
         fn flush(&self) {}
     }
 
-    fn send(logger: &DemoteClientFailures<Capture>, level: Level, target: &str, msg: &str) {
+    fn send(logger: &DemoteNoise<Capture>, level: Level, target: &str, msg: &str) {
         logger.log(
             &Record::builder()
                 .level(level)
@@ -109,8 +120,8 @@ mod tests {
     }
 
     #[test]
-    fn client_failures_go_to_debug_and_the_rest_is_untouched() {
-        let logger = DemoteClientFailures::new(Capture::default());
+    fn client_failures_and_pool_races_go_to_debug_and_the_rest_is_untouched() {
+        let logger = DemoteNoise::new(Capture::default());
         send(&logger, Level::Error, "pingora_proxy", "Fail to proxy: Downstream ReadError context: while reading request headers cause: request header not complete within header_timeout");
         send(
             &logger,
@@ -131,6 +142,12 @@ mod tests {
             "Fail to proxy: Downstream is ours, kept",
         );
         send(&logger, Level::Warn, "aralez", "backend down");
+        send(
+            &logger,
+            Level::Error,
+            "pingora_core::connectors",
+            "failed to acquire reusable stream",
+        );
         let seen = logger.inner.0.lock().unwrap().clone();
         let levels: Vec<Level> = seen.iter().map(|(l, _)| *l).collect();
         assert_eq!(
@@ -140,7 +157,8 @@ mod tests {
                 Level::Debug,
                 Level::Error,
                 Level::Error,
-                Level::Warn
+                Level::Warn,
+                Level::Debug
             ]
         );
         assert!(seen[0].1.contains("header_timeout"));
