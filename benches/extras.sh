@@ -63,7 +63,7 @@ cat > "$WORK/idle.py" <<'PY'
 import asyncio, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
 async def one(held):
-    # From 127.0.0.2: the TLS test before leaves 127.0.0.1's ephemeral ports in TIME_WAIT.
+    # From 127.0.0.2: the previous proxy's TLS test leaves 127.0.0.1's ephemeral ports in TIME_WAIT.
     r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
     w.write(b"GET / HTTP/1.1\r\nHost: bench.local\r\n\r\n")
     await w.drain()
@@ -116,13 +116,8 @@ PY
 : > "$WORK/results"
 for proxy in aralez nginx; do
     start_proxy "$proxy"
-    # h2 routes by :authority (localhost here); a Host header beside it would be malformed.
-    load h2load -c100 -m10 -D"$DURATION" "https://localhost:$TLS/" 2>/dev/null > "$WORK/h2.out" || true
-    h2_rps=$(awk '/finished in/ {gsub(",", ""); for (i=1;i<=NF;i++) if ($i ~ /req\/s/) print $(i-1)}' "$WORK/h2.out")
-    h2_failed=$(awk '/^requests:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /failed/) print $i}' "$WORK/h2.out")
-    tls_out=$(load wrk -t1 -c50 -d"${DURATION}s" -H "Connection: close" -H "Host: bench.local" "https://localhost:$TLS/")
-    tls_cps=$(echo "$tls_out" | awk '/Requests\/sec/ {print $2}')
-    tls_err=$(echo "$tls_out" | awk '/Socket errors/ {print}' | tr -d '\n')
+    # Idle connections first, on a fresh process: after the TLS runs, memory those freed
+    # would be reused for the idle connections and hide what they cost.
     before=$(rss_kib "$PID")
     # Not through `load`: a backgrounded function is a subshell, and killing it would leave
     # python (and its 10,000 connections) running.
@@ -134,7 +129,14 @@ for proxy in aralez nginx; do
     after=$(rss_kib "$PID")
     kill "$IDLER" 2>/dev/null || true
     wait "$IDLER" 2>/dev/null || true
-    echo "$proxy h2_rps=${h2_rps:-0} h2_failed=${h2_failed:-?} tls_cps=${tls_cps:-0} idle_held=${held:-0} idle_kib=$((after - before)) tls_errors='${tls_err:-none}'" | tee -a "$WORK/results"
+    # h2 routes by :authority (localhost here); a Host header beside it would be malformed.
+    load h2load -c100 -m10 -D"$DURATION" "https://localhost:$TLS/" 2>/dev/null > "$WORK/h2.out" || true
+    h2_rps=$(awk '/finished in/ {gsub(",", ""); for (i=1;i<=NF;i++) if ($i ~ /req\/s/) print $(i-1)}' "$WORK/h2.out")
+    h2_failed=$(awk '/^requests:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /failed/) print $i}' "$WORK/h2.out")
+    tls_out=$(load wrk -t1 -c50 -d"${DURATION}s" -H "Connection: close" -H "Host: bench.local" "https://localhost:$TLS/")
+    tls_cps=$(echo "$tls_out" | awk '/Requests\/sec/ {print $2}')
+    tls_err=$(echo "$tls_out" | awk '/Socket errors/ {print}' | tr -d '\n')
+    echo "$proxy h2_rps=${h2_rps:-0} h2_failed=${h2_failed:-?} tls_cps=${tls_cps:-0} idle_held=${held:-0} idle_kib=$((after - before)) base_kib=$before tls_errors='${tls_err:-none}'" | tee -a "$WORK/results"
     if [ "$proxy" = aralez ]; then
         # The big document pushed PUSHES times on an idle core, then PUSHES times while wrk
         # keeps the bench route busy; the first push of a process also pays for fresh memory.
@@ -176,11 +178,11 @@ for line in open(sys.argv[1]):
         rows[name] = kv
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 print(f"Machine: {cpu}, {platform.machine()}; proxy pinned to one core; {sys.argv[2]} s per measurement\n")
-print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | memory for {sys.argv[3]} idle keep-alive connections |")
-print("|---|---|---|---|---|")
+print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | memory for {sys.argv[3]} idle keep-alive connections (RSS growth of a fresh process) | RSS before and with them |")
+print("|---|---|---|---|---|---|")
 for name, r in rows.items():
     kib = int(r["idle_kib"])
-    print(f"| {name} | {float(r['h2_rps']):.0f} | {r['h2_failed']} | {float(r['tls_cps']):.0f} | {kib / 1024:.1f} MiB ({kib * 1024 / max(int(r['idle_held']), 1):.0f} bytes each, {r['idle_held']} held) |")
+    print(f"| {name} | {float(r['h2_rps']):.0f} | {r['h2_failed']} | {float(r['tls_cps']):.0f} | {kib / 1024:.1f} MiB ({kib * 1024 / max(int(r['idle_held']), 1):.0f} bytes each, {r['idle_held']} held) | {int(r['base_kib']) / 1024:.0f} -> {(int(r['base_kib']) + kib) / 1024:.0f} MiB |")
 def pushes(text):
     out = [p.split(":") for p in text.split()]
     return [c for c, _ in out], [float(t) * 1000 for _, t in out]
