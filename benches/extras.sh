@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The rest of the load benchmark, Aralez and nginx side by side with the same pinning as
 # load.sh (proxy on CPU 0; backends and load tools on CPU 1):
-#   - HTTP/2 over TLS (h2load, 100 connections x 10 streams);
-#   - new TLS connections per second (wrk over HTTPS with `Connection: close`);
-#   - memory held by 10,000 idle keep-alive client connections;
+#   - HTTP/2 over TLS (h2load, 100 connections x 10 streams) and new TLS connections per
+#     second (wrk over HTTPS with `Connection: close`): ROUNDS alternating runs, medians;
+#   - memory held by 10,000 idle keep-alive client connections (fresh process);
 #   - Aralez only: a 10,000-host upstreams document, as YAML and as JSON, pushed through the
 #     config API PUSHES times each on an idle core, then PUSHES times each under load (time
 #     until the API answers, i.e. until it is live; failed requests during the swaps).
 # Writes benches/results/extras.md.
 #
-#   benches/extras.sh          DURATION=10 PUSHES=5 benches/extras.sh
+#   benches/extras.sh          DURATION=10 PUSHES=5 ROUNDS=3 benches/extras.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,7 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 IDLE=${IDLE:-10000}
 PUSHES=${PUSHES:-5}
+ROUNDS=${ROUNDS:-3}
 
 . benches/lib.sh
 need wrk wrk
@@ -114,10 +115,10 @@ PY
 
 
 : > "$WORK/results"
+# Idle connections first, each proxy fresh: after the TLS runs, memory those freed would be
+# reused for the idle connections and hide what they cost.
 for proxy in aralez nginx; do
     start_proxy "$proxy"
-    # Idle connections first, on a fresh process: after the TLS runs, memory those freed
-    # would be reused for the idle connections and hide what they cost.
     before=$(rss_kib "$PID")
     # Not through `load`: a backgrounded function is a subshell, and killing it would leave
     # python (and its 10,000 connections) running.
@@ -129,60 +130,83 @@ for proxy in aralez nginx; do
     after=$(rss_kib "$PID")
     kill "$IDLER" 2>/dev/null || true
     wait "$IDLER" 2>/dev/null || true
-    # h2 routes by :authority (localhost here); a Host header beside it would be malformed.
-    load h2load -c100 -m10 -D"$DURATION" "https://localhost:$TLS/" 2>/dev/null > "$WORK/h2.out" || true
-    h2_rps=$(awk '/finished in/ {gsub(",", ""); for (i=1;i<=NF;i++) if ($i ~ /req\/s/) print $(i-1)}' "$WORK/h2.out")
-    h2_failed=$(awk '/^requests:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /failed/) print $i}' "$WORK/h2.out")
-    tls_out=$(load wrk -t1 -c50 -d"${DURATION}s" -H "Connection: close" -H "Host: bench.local" "https://localhost:$TLS/")
-    tls_cps=$(echo "$tls_out" | awk '/Requests\/sec/ {print $2}')
-    tls_err=$(echo "$tls_out" | awk '/Socket errors/ {print}' | tr -d '\n')
-    echo "$proxy h2_rps=${h2_rps:-0} h2_failed=${h2_failed:-?} tls_cps=${tls_cps:-0} idle_held=${held:-0} idle_kib=$((after - before)) base_kib=$before tls_errors='${tls_err:-none}'" | tee -a "$WORK/results"
-    if [ "$proxy" = aralez ]; then
-        # The big document pushed PUSHES times on an idle core, then PUSHES times while wrk
-        # keeps the bench route busy; the first push of a process also pays for fresh memory.
-        push() {
-            local doc=$WORK/big.$2
-            [ $(( $1 % 2 )) = 0 ] && doc=$WORK/big2.$2
-            curl -s -o "$WORK/push.json" -w '%{http_code}:%{time_total}' --data-binary @"$doc" "http://127.0.0.1:3999/conf?key=bench-key"
-        }
-        # Numbered on across formats and phases so that every push is a change.
-        n=0
-        declare -A idle busy
-        for fmt in yaml json; do
-            for _ in $(seq "$PUSHES"); do n=$((n + 1)); idle[$fmt]="${idle[$fmt]:-} $(push "$n" "$fmt")"; done
-        done
-        taskset -c "$LOAD_CPU" wrk -t1 -c50 -d$((PUSHES * 4 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
-        WRK=$!
-        sleep 2
-        for fmt in yaml json; do
-            for _ in $(seq "$PUSHES"); do n=$((n + 1)); busy[$fmt]="${busy[$fmt]:-} $(push "$n" "$fmt")"; sleep 1; done
-        done
-        wait "$WRK"
-        non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/reload-wrk.out")
-        sock=$(awk '/Socket errors/ {print}' "$WORK/reload-wrk.out" | tr -d '\n')
-        echo "reload idle_yaml='${idle[yaml]# }' busy_yaml='${busy[yaml]# }' idle_json='${idle[json]# }' busy_json='${busy[json]# }' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
-    fi
+    echo "idle $proxy held=${held:-0} kib=$((after - before)) base_kib=$before" | tee -a "$WORK/results"
     stop_proxy
 done
+
+# h2 and new TLS connections: ROUNDS alternating runs (A B A B ...), each on a fresh process;
+# on this kind of VM one run's figure can be off by 2x.
+for round in $(seq "$ROUNDS"); do
+    for proxy in aralez nginx; do
+        start_proxy "$proxy"
+        # h2 routes by :authority (localhost here); a Host header beside it would be malformed.
+        load h2load -c100 -m10 -D"$DURATION" "https://localhost:$TLS/" 2>/dev/null > "$WORK/h2.out" || true
+        h2_rps=$(awk '/finished in/ {gsub(",", ""); for (i=1;i<=NF;i++) if ($i ~ /req\/s/) print $(i-1)}' "$WORK/h2.out")
+        h2_failed=$(awk '/^requests:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /failed/) print $i}' "$WORK/h2.out")
+        tls_out=$(load wrk -t1 -c50 -d"${DURATION}s" -H "Connection: close" -H "Host: bench.local" "https://localhost:$TLS/")
+        tls_cps=$(echo "$tls_out" | awk '/Requests\/sec/ {print $2}')
+        tls_err=$(echo "$tls_out" | awk '/Socket errors/ {print}' | tr -d '\n')
+        echo "run $proxy round=$round h2_rps=${h2_rps:-0} h2_failed=${h2_failed:-?} tls_cps=${tls_cps:-0} tls_errors='${tls_err:-none}'" | tee -a "$WORK/results"
+        stop_proxy
+    done
+done
+
+start_proxy aralez
+# The big document pushed PUSHES times on an idle core, then PUSHES times while wrk
+# keeps the bench route busy; the first push of a process also pays for fresh memory.
+push() {
+    local doc=$WORK/big.$2
+    [ $(( $1 % 2 )) = 0 ] && doc=$WORK/big2.$2
+    curl -s -o "$WORK/push.json" -w '%{http_code}:%{time_total}' --data-binary @"$doc" "http://127.0.0.1:3999/conf?key=bench-key"
+}
+# Numbered on across formats and phases so that every push is a change.
+n=0
+declare -A idle busy
+for fmt in yaml json; do
+    for _ in $(seq "$PUSHES"); do n=$((n + 1)); idle[$fmt]="${idle[$fmt]:-} $(push "$n" "$fmt")"; done
+done
+taskset -c "$LOAD_CPU" wrk -t1 -c50 -d$((PUSHES * 4 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
+WRK=$!
+sleep 2
+for fmt in yaml json; do
+    for _ in $(seq "$PUSHES"); do n=$((n + 1)); busy[$fmt]="${busy[$fmt]:-} $(push "$n" "$fmt")"; sleep 1; done
+done
+wait "$WRK"
+non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/reload-wrk.out")
+sock=$(awk '/Socket errors/ {print}' "$WORK/reload-wrk.out" | tr -d '\n')
+echo "reload idle_yaml='${idle[yaml]# }' busy_yaml='${busy[yaml]# }' idle_json='${idle[json]# }' busy_json='${busy[json]# }' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
+stop_proxy
 
 mkdir -p benches/results
 python3 - "$WORK/results" "$DURATION" "$IDLE" <<'PY' | tee benches/results/extras.md
 import shlex, statistics, sys, platform, subprocess
-rows, reload = {}, None
+runs, idle, reload = {}, {}, None
 for line in open(sys.argv[1]):
-    name, *fields = shlex.split(line)
-    kv = dict(f.split("=", 1) for f in fields)
-    if name == "reload":
-        reload = kv
+    kind, *fields = shlex.split(line)
+    if kind == "reload":
+        reload = dict(f.split("=", 1) for f in fields)
     else:
-        rows[name] = kv
+        name, *fields = fields
+        kv = dict(f.split("=", 1) for f in fields)
+        if kind == "idle":
+            idle[name] = kv
+        else:
+            runs.setdefault(name, []).append(kv)
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
-print(f"Machine: {cpu}, {platform.machine()}; proxy pinned to one core; {sys.argv[2]} s per measurement\n")
-print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | memory for {sys.argv[3]} idle keep-alive connections (RSS growth of a fresh process) | RSS before and with them |")
-print("|---|---|---|---|---|---|")
-for name, r in rows.items():
-    kib = int(r["idle_kib"])
-    print(f"| {name} | {float(r['h2_rps']):.0f} | {r['h2_failed']} | {float(r['tls_cps']):.0f} | {kib / 1024:.1f} MiB ({kib * 1024 / max(int(r['idle_held']), 1):.0f} bytes each, {r['idle_held']} held) | {int(r['base_kib']) / 1024:.0f} -> {(int(r['base_kib']) + kib) / 1024:.0f} MiB |")
+rounds = max((len(r) for r in runs.values()), default=0)
+print(f"Machine: {cpu}, {platform.machine()}; proxy pinned to one core; {sys.argv[2]} s per measurement; "
+      f"{rounds} alternating runs per proxy for h2 and TLS (median, and the range)\n")
+def spread(values):
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | TLS socket errors | memory for {sys.argv[3]} idle keep-alive connections (RSS growth of a fresh process) | RSS before and with them |")
+print("|---|---|---|---|---|---|---|")
+for name, rs in runs.items():
+    failed = sum(int(r["h2_failed"]) if r["h2_failed"].isdigit() else 0 for r in rs)
+    errors = "; ".join(sorted({r["tls_errors"] for r in rs}))
+    i = idle.get(name, {"held": "0", "kib": "0", "base_kib": "0"})
+    kib, base = int(i["kib"]), int(i["base_kib"])
+    print(f"| {name} | {spread([float(r['h2_rps']) for r in rs])} | {failed} | {spread([float(r['tls_cps']) for r in rs])} | {errors} "
+          f"| {kib / 1024:.1f} MiB ({kib * 1024 / max(int(i['held']), 1):.0f} bytes each, {i['held']} held) | {base / 1024:.0f} -> {(base + kib) / 1024:.0f} MiB |")
 def pushes(text):
     out = [p.split(":") for p in text.split()]
     return [c for c, _ in out], [float(t) * 1000 for _, t in out]
