@@ -95,4 +95,12 @@ print("|---|---|---|---|---|---|---|---|---|")
 for name, r in rows.items():
     ratio = f"{r['rps'] / base['rps']:.2f}x" if base else "-"
     print(f"| {name} | {r['rps']:.0f} | {ratio} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p999']:.2f} | {r['errors']} | {r['rss']:.1f} | {r['cpu']:.2f} |")
+if base:
+    print("\nEach as a ratio to nginx (requests/s: above 1 is better; the others: below 1 is better):\n")
+    print("| proxy | requests/s | p50 | p99 | p99.9 | peak RSS | CPU / 100k req |")
+    print("|---|---|---|---|---|---|---|")
+    keys = ("rps", "p50", "p99", "p999", "rss", "cpu")
+    for name, r in rows.items():
+        cells = " | ".join(f"{r[k] / base[k]:.2f}x" if base[k] else "-" for k in keys)
+        print(f"| {name} | {cells} |")
 PY
