@@ -3,7 +3,7 @@
 # load.sh (proxy on CPU 0; backends and load tools on CPU 1):
 #   - HTTP/2 over TLS (h2load, 100 connections x 10 streams) and new TLS connections per
 #     second (wrk over HTTPS with `Connection: close`): ROUNDS alternating runs, medians;
-#   - memory held by 10,000 idle keep-alive client connections (fresh process);
+#   - memory held by 10,000 idle keep-alive client connections, plain and TLS (fresh process);
 #   - Aralez only: a 10,000-host upstreams document, as YAML and as JSON, pushed through the
 #     config API PUSHES times each on an idle core, then PUSHES times each under load (time
 #     until the API answers, i.e. until it is live; failed requests during the swaps).
@@ -61,11 +61,17 @@ load() { taskset -c "$LOAD_CPU" "$@"; }
 
 # Opens N keep-alive connections that each made one request, holds them, prints when ready.
 cat > "$WORK/idle.py" <<'PY'
-import asyncio, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
+import asyncio, ssl, sys
+port, n, tls, source = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "tls", sys.argv[4]
+ctx = None
+if tls:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
 async def one(held):
-    # From 127.0.0.2: the previous proxy's TLS test leaves 127.0.0.1's ephemeral ports in TIME_WAIT.
-    r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+    # From a source address of its own: each run leaves its ephemeral ports in TIME_WAIT.
+    r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0),
+                                         ssl=ctx, server_hostname="localhost" if tls else None)
     w.write(b"GET / HTTP/1.1\r\nHost: bench.local\r\n\r\n")
     await w.drain()
     head = await r.readuntil(b"\r\n\r\n")
@@ -115,23 +121,28 @@ PY
 
 
 : > "$WORK/results"
-# Idle connections first, each proxy fresh: after the TLS runs, memory those freed would be
-# reused for the idle connections and hide what they cost.
+# Idle connections first, plain and TLS, each on a fresh process: after other runs, memory
+# those freed would be reused for the idle connections and hide what they cost.
+source=1
 for proxy in aralez nginx; do
+  for kind in plain tls; do
+    source=$((source + 1))
     start_proxy "$proxy"
+    port=$PLAIN; [ "$kind" = tls ] && port=$TLS
     before=$(rss_kib "$PID")
     # Not through `load`: a backgrounded function is a subshell, and killing it would leave
     # python (and its 10,000 connections) running.
-    taskset -c "$LOAD_CPU" python3 "$WORK/idle.py" "$PLAIN" "$IDLE" > "$WORK/idle.out" 2>&1 &
+    taskset -c "$LOAD_CPU" python3 "$WORK/idle.py" "$port" "$IDLE" "$kind" "127.0.0.$source" > "$WORK/idle.out" 2>&1 &
     IDLER=$!
-    for _ in $(seq 600); do grep -q ready "$WORK/idle.out" 2>/dev/null && break; sleep 0.1; done
-    held=$(awk '/ready/ {print $2}' "$WORK/idle.out")
+    for _ in $(seq 1200); do grep -q '^ready' "$WORK/idle.out" 2>/dev/null && break; sleep 0.1; done
+    held=$(awk '/^ready/ {print $2}' "$WORK/idle.out")
     [ -n "$held" ] || { echo "idle clients failed:" >&2; tail -5 "$WORK/idle.out" >&2; }
     after=$(rss_kib "$PID")
     kill "$IDLER" 2>/dev/null || true
     wait "$IDLER" 2>/dev/null || true
-    echo "idle $proxy held=${held:-0} kib=$((after - before)) base_kib=$before" | tee -a "$WORK/results"
+    echo "idle $proxy kind=$kind held=${held:-0} kib=$((after - before)) base_kib=$before" | tee -a "$WORK/results"
     stop_proxy
+  done
 done
 
 # h2 and new TLS connections: ROUNDS alternating runs (A B A B ...), each on a fresh process;
@@ -189,7 +200,7 @@ for line in open(sys.argv[1]):
         name, *fields = fields
         kv = dict(f.split("=", 1) for f in fields)
         if kind == "idle":
-            idle[name] = kv
+            idle[(name, kv["kind"])] = kv
         else:
             runs.setdefault(name, []).append(kv)
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
@@ -198,15 +209,20 @@ print(f"Machine: {cpu}, {platform.machine()}; proxy pinned to one core; {sys.arg
       f"{rounds} alternating runs per proxy for h2 and TLS (median, and the range)\n")
 def spread(values):
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
-print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | TLS socket errors | memory for {sys.argv[3]} idle keep-alive connections (RSS growth of a fresh process) | RSS before and with them |")
+def held(name, kind):
+    i = idle.get((name, kind))
+    if not i:
+        return "-"
+    kib, base = int(i["kib"]), int(i["base_kib"])
+    return f"{base / 1024:.0f} -> {(base + kib) / 1024:.0f} MiB ({kib / max(int(i['held']), 1):.1f} KiB each, {i['held']} held)"
+print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | TLS socket errors "
+      f"| {sys.argv[3]} idle keep-alive connections, plain (RSS of a fresh process before and with them) | {sys.argv[3]} idle keep-alive connections, TLS |")
 print("|---|---|---|---|---|---|---|")
 for name, rs in runs.items():
     failed = sum(int(r["h2_failed"]) if r["h2_failed"].isdigit() else 0 for r in rs)
     errors = "; ".join(sorted({r["tls_errors"] for r in rs}))
-    i = idle.get(name, {"held": "0", "kib": "0", "base_kib": "0"})
-    kib, base = int(i["kib"]), int(i["base_kib"])
     print(f"| {name} | {spread([float(r['h2_rps']) for r in rs])} | {failed} | {spread([float(r['tls_cps']) for r in rs])} | {errors} "
-          f"| {kib / 1024:.1f} MiB ({kib * 1024 / max(int(i['held']), 1):.0f} bytes each, {i['held']} held) | {base / 1024:.0f} -> {(base + kib) / 1024:.0f} MiB |")
+          f"| {held(name, 'plain')} | {held(name, 'tls')} |")
 def pushes(text):
     out = [p.split(":") for p in text.split()]
     return [c for c, _ in out], [float(t) * 1000 for _, t in out]
