@@ -1,6 +1,7 @@
 //! Aralez: a reverse proxy on Cloudflare's Pingora with live-reloadable routing.
 
 pub mod access_log;
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod balance;

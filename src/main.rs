@@ -129,6 +129,7 @@ fn ignore_reload_signals_until_ready() {
 }
 
 fn main() -> ExitCode {
+    aralez::allocator::tune();
     ignore_reload_signals_until_ready();
     let cli = Cli::parse();
     if cli.test {
