@@ -78,6 +78,10 @@ struct Soak {
     ws: Tally,
     /// WebSocket sessions closed right after their 101 (Pingora issue #946).
     ws_torn_down: AtomicU64,
+    /// Answers that were for another request (never excused, not even at a kill).
+    crossed: AtomicU64,
+    /// Numbers each HTTP request, so that its answer can be told from another's.
+    next_request: AtomicU64,
     pushes: Tally,
     /// The first few unexplained failures, for the report.
     samples: Mutex<Vec<String>>,
@@ -152,7 +156,12 @@ async fn http_loop(soak: Arc<Soak>, client: reqwest::Client, url: String, h2: bo
     let tally = if h2 { &soak.h2 } else { &soak.h1 };
     while !soak.stopped() {
         let started = Instant::now();
+        // The demo backend echoes the request line: an answer without this request's own path
+        // was meant for another request (an upstream connection shared by two requests).
+        let n = soak.next_request.fetch_add(1, Ordering::Relaxed);
+        let path = format!("check/{n}");
         let result = async {
+            let url = format!("{url}{path}");
             // HTTP/1.1 names the host in Host; h2 in :authority (from the URL).
             let request = if h2 {
                 client.get(&url)
@@ -161,9 +170,31 @@ async fn http_loop(soak: Arc<Soak>, client: reqwest::Client, url: String, h2: bo
             };
             let resp = request.send().await.map_err(|e| format!("{e}"))?;
             let status = resp.status();
-            resp.bytes().await.map_err(|e| format!("body: {e}"))?;
+            let body = resp.bytes().await.map_err(|e| format!("body: {e}"))?;
             if status != 200 {
                 return Err(format!("status {status}"));
+            }
+            // The second line is the request line as the backend saw it: origin-form for
+            // HTTP/1.1 clients, absolute-form (`http://host:port/...`) for h2 ones.
+            let text = String::from_utf8_lossy(&body);
+            let ours = text
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("GET ") && l.ends_with(&format!("/{path}")));
+            if !ours {
+                soak.crossed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut s) = soak.samples.lock() {
+                    if s.len() < 10 {
+                        s.push(format!(
+                            "{} answer of another request for /{path}: {:?}",
+                            chrono::Utc::now().format("%H:%M:%S%.3f"),
+                            String::from_utf8_lossy(&body)
+                                .lines()
+                                .take(2)
+                                .collect::<Vec<_>>()
+                        ));
+                    }
+                }
             }
             Ok(())
         }
@@ -334,7 +365,11 @@ fn report(soak: &Soak, minutes: f64, rss: (u64, u64)) -> (String, bool) {
             }
         }
     }
-    let pass = failed == 0 && growth <= 10.0;
+    let crossed = soak.crossed.load(Ordering::Relaxed);
+    out.push_str(&format!(
+        "\nAnswers that belonged to another request: {crossed}.\n"
+    ));
+    let pass = failed == 0 && crossed == 0 && growth <= 10.0;
     out.push_str(&format!(
         "\nResult: {}\n",
         if pass { "PASS" } else { "FAIL" }
@@ -386,6 +421,8 @@ async fn main() {
         h2: Tally::default(),
         ws: Tally::default(),
         ws_torn_down: AtomicU64::new(0),
+        crossed: AtomicU64::new(0),
+        next_request: AtomicU64::new(0),
         pushes: Tally::default(),
         samples: Mutex::new(Vec::new()),
         stop,
