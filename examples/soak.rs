@@ -174,8 +174,8 @@ async fn http_loop(soak: Arc<Soak>, client: reqwest::Client, url: String, h2: bo
             if status != 200 {
                 return Err(format!("status {status}"));
             }
-            // The second line is the request line as the backend saw it: origin-form for
-            // HTTP/1.1 clients, absolute-form (`http://host:port/...`) for h2 ones.
+            // The second line is the request's method and URI as the backend saw them: the
+            // path alone over HTTP/1.1, with scheme and authority when it came over h2c.
             let text = String::from_utf8_lossy(&body);
             let ours = text
                 .lines()
@@ -188,10 +188,7 @@ async fn http_loop(soak: Arc<Soak>, client: reqwest::Client, url: String, h2: bo
                         s.push(format!(
                             "{} answer of another request for /{path}: {:?}",
                             chrono::Utc::now().format("%H:%M:%S%.3f"),
-                            String::from_utf8_lossy(&body)
-                                .lines()
-                                .take(2)
-                                .collect::<Vec<_>>()
+                            text.lines().take(2).collect::<Vec<_>>()
                         ));
                     }
                 }
