@@ -7,7 +7,7 @@
 //! CPU time. Ten seconds keeps the memory of back-to-back applies and load bursts mapped and
 //! still returns it once things are quiet.
 
-use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
+use libmimalloc_sys::{mi_option_set, mi_option_t};
 
 /// mimalloc's `mi_option_purge_delay` (its place in the `mi_option_e` enum of mimalloc.h;
 /// the sys crate has no constant for it). A unit test checks it still names the purge delay.
@@ -25,15 +25,16 @@ pub fn tune() {
     unsafe { mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) };
 }
 
-/// The purge delay in effect, in milliseconds.
-pub fn purge_delay_ms() -> libc::c_long {
-    // SAFETY: reads mimalloc's option table.
-    unsafe { mi_option_get(PURGE_DELAY) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libmimalloc_sys::mi_option_get;
+
+    /// The purge delay in effect, in milliseconds.
+    fn purge_delay_ms() -> libc::c_long {
+        // SAFETY: reads mimalloc's option table.
+        unsafe { mi_option_get(PURGE_DELAY) }
+    }
 
     #[test]
     fn tune_sets_the_purge_delay() {
