@@ -6,6 +6,7 @@ pub mod main_conf;
 pub mod spans;
 pub mod upstreams;
 mod yaml;
+mod yaml_fast;
 
 pub use error::{ConfigError, Issue, Location};
 pub use main_conf::MainConfig;

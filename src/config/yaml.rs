@@ -33,14 +33,17 @@ fn bare_message(e: &serde_yaml::Error) -> String {
 
 /// Parses one document. JSON is YAML too, and a document written as JSON (generated configs
 /// with thousands of hosts often are) is read by serde_json, about five times faster than
-/// libyaml reads the same text; the result is the same tree. Anything serde_json refuses
-/// (YAML flow style such as `{a: 1}`, or a broken document) goes through the YAML parser,
-/// whose errors then say what and where.
+/// libyaml reads the same text; the result is the same tree. Other documents are read by
+/// [`yaml_fast`](super::yaml_fast) when they are plain enough for it (most are), else by
+/// serde_yaml; a broken document always ends at serde_yaml, whose errors say what and where.
 fn parse_document(text: &str) -> Result<Value, serde_yaml::Error> {
     if text.trim_start().starts_with('{') {
         if let Ok(value) = serde_json::from_str::<Value>(text) {
             return Ok(value);
         }
+    }
+    if let Some(value) = super::yaml_fast::read(text) {
+        return Ok(value);
     }
     serde_yaml::from_str(text)
 }
