@@ -4,6 +4,7 @@
 pub mod error;
 pub mod main_conf;
 pub mod spans;
+mod tree;
 pub mod upstreams;
 mod yaml;
 mod yaml_fast;

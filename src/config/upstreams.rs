@@ -3,12 +3,12 @@
 //! The document is walked by hand rather than derived with serde so that one pass reports
 //! every problem, each with its key path and position, instead of stopping at the first.
 
+use super::tree::{Map, Node};
 use http::header::{HeaderName, HeaderValue};
-use serde_yaml::{Mapping, Value};
 
 use super::error::{ConfigError, IssueSink};
 use super::spans::{KeyPath, LazySpans};
-use super::yaml::{kind, load_mapping};
+use super::yaml::load_tree;
 
 const TOP_KEYS: &[&str] = &[
     "provider",
@@ -210,7 +210,7 @@ impl UpstreamsConfig {
         ctx: ValidationContext,
     ) -> Result<UpstreamsConfig, ConfigError> {
         let spans = LazySpans::new(text);
-        let root = load_mapping(text, file)?;
+        let root = load_tree(text, file)?;
         let mut walker = Walker {
             sink: IssueSink::new(file, &spans),
             ctx,
@@ -249,7 +249,7 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    fn document(&mut self, root: &Mapping) -> UpstreamsConfig {
+    fn document(&mut self, root: &Map) -> UpstreamsConfig {
         let mut consul_section = None;
         let mut config = UpstreamsConfig {
             provider: Provider::File,
@@ -303,14 +303,14 @@ impl Walker<'_> {
                 }
                 "consul" => consul_section = Some(value),
                 "upstreams" => match value {
-                    Value::Mapping(hosts) => {
+                    Node::Mapping(hosts) => {
                         for (host, body) in hosts {
                             if let Some(name) = self.key_str(host, &upstreams) {
                                 self.host(&mut config.hosts, name, body, &upstreams.key(name));
                             }
                         }
                     }
-                    Value::Null => {}
+                    Node::Null => {}
                     other => self.wrong_kind(&upstreams, "a mapping of hosts", other),
                 },
                 // The older form: hosts beside `provider`. A key whose value is not a host
@@ -336,7 +336,7 @@ impl Walker<'_> {
 
     /// The `consul:` section: settings for the provider, and one discovered route per service,
     /// added to `hosts` (a host also listed under `upstreams:` is an error).
-    fn consul(&mut self, value: &Value, hosts: &mut Vec<HostConfig>) -> Option<ConsulSettings> {
+    fn consul(&mut self, value: &Node, hosts: &mut Vec<HostConfig>) -> Option<ConsulSettings> {
         let consul = ROOT.key("consul");
         let body = self.mapping(value, &consul, "a mapping with `servers` and `services`")?;
         let static_hosts: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
@@ -421,11 +421,7 @@ impl Walker<'_> {
         Some(settings)
     }
 
-    fn consul_service(
-        &mut self,
-        value: &Value,
-        path: &KeyPath<'_>,
-    ) -> Option<(String, PathConfig)> {
+    fn consul_service(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<(String, PathConfig)> {
         let body = self.mapping(value, path, "a mapping with `proxy` and `real`")?;
         let mut proxy = None;
         let mut route = PathConfig::new("/");
@@ -473,7 +469,7 @@ impl Walker<'_> {
         &mut self,
         hosts: &mut Vec<HostConfig>,
         raw_name: &str,
-        body: &Value,
+        body: &Node,
         path: &KeyPath<'_>,
     ) {
         let name = raw_name.trim_end_matches('.').to_ascii_lowercase();
@@ -535,7 +531,7 @@ impl Walker<'_> {
         hosts.push(host);
     }
 
-    fn route(&mut self, prefix: &str, body: &Value, path: &KeyPath<'_>) -> Option<PathConfig> {
+    fn route(&mut self, prefix: &str, body: &Node, path: &KeyPath<'_>) -> Option<PathConfig> {
         if !prefix.starts_with('/') {
             self.sink
                 .push_key(path, format!("path {prefix:?} must start with `/`"));
@@ -572,7 +568,7 @@ impl Walker<'_> {
         Some(route)
     }
 
-    fn servers(&mut self, value: &Value, path: &KeyPath<'_>) -> Vec<ServerEntry> {
+    fn servers(&mut self, value: &Node, path: &KeyPath<'_>) -> Vec<ServerEntry> {
         let Some(list) = self.sequence(value, path, "a list of host:port entries") else {
             return Vec::new();
         };
@@ -600,7 +596,7 @@ impl Walker<'_> {
         out
     }
 
-    fn headers(&mut self, value: &Value, path: &KeyPath<'_>) -> Vec<HeaderPair> {
+    fn headers(&mut self, value: &Node, path: &KeyPath<'_>) -> Vec<HeaderPair> {
         let Some(list) = self.sequence(value, path, "a list of \"Name:Value\" strings") else {
             return Vec::new();
         };
@@ -617,7 +613,7 @@ impl Walker<'_> {
         out
     }
 
-    fn authorization(&mut self, value: &Value, path: &KeyPath<'_>) -> Option<AuthConfig> {
+    fn authorization(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<AuthConfig> {
         let body = self.mapping(value, path, "a mapping with `type` and `creds`")?;
         let mut kind = None;
         let mut creds: Option<(Vec<String>, KeyPath<'_>)> = None;
@@ -693,7 +689,7 @@ impl Walker<'_> {
         }
     }
 
-    fn positive(&mut self, value: &Value, path: &KeyPath<'_>) -> Option<u64> {
+    fn positive(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<u64> {
         match value.as_u64() {
             Some(n) if n > 0 => Some(n),
             _ => {
@@ -703,7 +699,7 @@ impl Walker<'_> {
         }
     }
 
-    fn strategy(&mut self, value: &Value, path: &KeyPath<'_>) -> Option<Strategy> {
+    fn strategy(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<Strategy> {
         match self.string(value, path)?.to_ascii_lowercase().as_str() {
             "roundrobin" | "round_robin" => Some(Strategy::RoundRobin),
             "failover" => Some(Strategy::Failover),
@@ -717,10 +713,10 @@ impl Walker<'_> {
         }
     }
 
-    fn string_or_list(&mut self, value: &Value, path: &KeyPath<'_>) -> Option<Vec<String>> {
+    fn string_or_list(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<Vec<String>> {
         match value {
-            Value::String(s) => Some(vec![s.clone()]),
-            Value::Sequence(items) => {
+            Node::String(s) => Some(vec![s.clone()]),
+            Node::Sequence(items) => {
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     out.push(self.string(item, &path.index(i))?.to_string());
@@ -734,7 +730,7 @@ impl Walker<'_> {
         }
     }
 
-    fn https_redirect(&mut self, value: &Value, path: &KeyPath<'_>) -> Option<bool> {
+    fn https_redirect(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<bool> {
         let on = self.boolean(value, path)?;
         if on && !self.ctx.tls_listener {
             self.sink.push(
@@ -747,22 +743,22 @@ impl Walker<'_> {
 
     // --- typed accessors: each reports a kind mismatch at `path` and returns None ---
 
-    fn key_str<'v>(&mut self, key: &'v Value, parent: &KeyPath<'_>) -> Option<&'v str> {
+    fn key_str<'v>(&mut self, key: &'v Node, parent: &KeyPath<'_>) -> Option<&'v str> {
         match key {
-            Value::String(s) => Some(s),
+            Node::String(s) => Some(s),
             other => {
                 self.sink.push(
                     parent,
-                    format!("keys must be strings, found {}", kind(other)),
+                    format!("keys must be strings, found {}", other.kind()),
                 );
                 None
             }
         }
     }
 
-    fn string<'v>(&mut self, value: &'v Value, path: &KeyPath<'_>) -> Option<&'v str> {
+    fn string<'v>(&mut self, value: &'v Node, path: &KeyPath<'_>) -> Option<&'v str> {
         match value {
-            Value::String(s) => Some(s),
+            Node::String(s) => Some(s),
             other => {
                 self.wrong_kind(path, "a string", other);
                 None
@@ -770,9 +766,9 @@ impl Walker<'_> {
         }
     }
 
-    fn boolean(&mut self, value: &Value, path: &KeyPath<'_>) -> Option<bool> {
+    fn boolean(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<bool> {
         match value {
-            Value::Bool(b) => Some(*b),
+            Node::Bool(b) => Some(*b),
             other => {
                 self.wrong_kind(path, "true or false", other);
                 None
@@ -780,14 +776,9 @@ impl Walker<'_> {
         }
     }
 
-    fn mapping<'v>(
-        &mut self,
-        value: &'v Value,
-        path: &KeyPath<'_>,
-        what: &str,
-    ) -> Option<&'v Mapping> {
+    fn mapping<'v>(&mut self, value: &'v Node, path: &KeyPath<'_>, what: &str) -> Option<&'v Map> {
         match value {
-            Value::Mapping(m) => Some(m),
+            Node::Mapping(m) => Some(m),
             other => {
                 self.wrong_kind(path, what, other);
                 None
@@ -797,12 +788,12 @@ impl Walker<'_> {
 
     fn sequence<'v>(
         &mut self,
-        value: &'v Value,
+        value: &'v Node,
         path: &KeyPath<'_>,
         what: &str,
-    ) -> Option<&'v [Value]> {
+    ) -> Option<&'v [Node]> {
         match value {
-            Value::Sequence(s) => Some(s),
+            Node::Sequence(s) => Some(s),
             other => {
                 self.wrong_kind(path, what, other);
                 None
@@ -810,14 +801,14 @@ impl Walker<'_> {
         }
     }
 
-    fn wrong_kind(&mut self, path: &KeyPath<'_>, expected: &str, found: &Value) {
+    fn wrong_kind(&mut self, path: &KeyPath<'_>, expected: &str, found: &Node) {
         self.sink
-            .push(path, format!("expected {expected}, found {}", kind(found)));
+            .push(path, format!("expected {expected}, found {}", found.kind()));
     }
 }
 
-fn is_host_body(value: &Value) -> bool {
-    value.as_mapping().is_some_and(|m| m.contains_key("paths"))
+fn is_host_body(value: &Node) -> bool {
+    value.as_mapping().is_some_and(|m| m.get("paths").is_some())
 }
 
 fn has_port(host: &str) -> bool {

@@ -6,6 +6,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::error::{ConfigError, Issue, Location};
 use super::spans::SpanIndex;
+use super::tree::{Map, Node};
 
 /// Reads a config file as UTF-8 text.
 pub fn read_file(path: &Path) -> Result<String, ConfigError> {
@@ -31,27 +32,46 @@ fn bare_message(e: &serde_yaml::Error) -> String {
     text
 }
 
-/// Parses one document. JSON is YAML too, and a document written as JSON (generated configs
-/// with thousands of hosts often are) is read by serde_json, about five times faster than
-/// libyaml reads the same text; the result is the same tree. Other documents are read by
-/// [`yaml_fast`](super::yaml_fast) when they are plain enough for it (most are), else by
-/// serde_yaml; a broken document always ends at serde_yaml, whose errors say what and where.
-fn parse_document(text: &str) -> Result<Value, serde_yaml::Error> {
+/// Parses a routing document into its tree. JSON is YAML too, and a document written as JSON
+/// (generated configs with thousands of hosts often are) is read by serde_json, about five
+/// times faster than libyaml reads the same text; the result is the same tree. Other documents
+/// are read by [`yaml_fast`](super::yaml_fast) when they are plain enough for it (most are),
+/// else by serde_yaml; a broken document always ends at serde_yaml, whose errors say what and
+/// where.
+fn parse_tree(text: &str) -> Result<Node, serde_yaml::Error> {
     if text.trim_start().starts_with('{') {
-        if let Ok(value) = serde_json::from_str::<Value>(text) {
-            return Ok(value);
+        if let Ok(node) = serde_json::from_str::<Node>(text) {
+            return Ok(node);
         }
     }
-    if let Some(value) = super::yaml_fast::read(text) {
-        return Ok(value);
+    if let Some(node) = super::yaml_fast::read(text) {
+        return Ok(node);
     }
-    serde_yaml::from_str(text)
+    serde_yaml::from_str::<Value>(text).map(Node::from)
 }
 
-/// Parses `text` as one YAML (or JSON) document whose root is a mapping. An empty document is
-/// an empty mapping.
+/// Parses `text` (the routing document) as one YAML or JSON document whose root is a
+/// mapping. An empty document is an empty mapping.
+pub fn load_tree(text: &str, file: &str) -> Result<Map, ConfigError> {
+    match parse_tree(text).map_err(|e| syntax_error(&e, file))? {
+        Node::Null => Ok(Map::default()),
+        Node::Mapping(m) => Ok(m),
+        other => Err(not_a_mapping(other.kind(), file)),
+    }
+}
+
+/// Parses `text` (main.yaml: a few keys, read once) with serde_yaml, for serde to deserialize
+/// into typed settings. An empty document is an empty mapping.
 pub fn load_mapping(text: &str, file: &str) -> Result<Mapping, ConfigError> {
-    let value: Value = parse_document(text).map_err(|e| ConfigError {
+    match serde_yaml::from_str(text).map_err(|e| syntax_error(&e, file))? {
+        Value::Null => Ok(Mapping::new()),
+        Value::Mapping(m) => Ok(m),
+        other => Err(not_a_mapping(Node::from(other).kind(), file)),
+    }
+}
+
+fn syntax_error(e: &serde_yaml::Error, file: &str) -> ConfigError {
+    ConfigError {
         issues: vec![Issue {
             file: file.to_string(),
             location: e.location().map(|l| Location {
@@ -59,23 +79,19 @@ pub fn load_mapping(text: &str, file: &str) -> Result<Mapping, ConfigError> {
                 column: l.column(),
             }),
             key_path: String::new(),
-            message: format!("invalid YAML: {}", bare_message(&e)),
+            message: format!("invalid YAML: {}", bare_message(e)),
         }],
-    })?;
-    match value {
-        Value::Null => Ok(Mapping::new()),
-        Value::Mapping(m) => Ok(m),
-        other => Err(ConfigError {
-            issues: vec![Issue {
-                file: file.to_string(),
-                location: Some(Location { line: 1, column: 1 }),
-                key_path: String::new(),
-                message: format!(
-                    "the document must be a mapping of keys, found {}",
-                    kind(&other)
-                ),
-            }],
-        }),
+    }
+}
+
+fn not_a_mapping(found: &str, file: &str) -> ConfigError {
+    ConfigError {
+        issues: vec![Issue {
+            file: file.to_string(),
+            location: Some(Location { line: 1, column: 1 }),
+            key_path: String::new(),
+            message: format!("the document must be a mapping of keys, found {found}"),
+        }],
     }
 }
 
@@ -101,34 +117,29 @@ pub fn type_error(
     }
 }
 
-/// A short name for the kind of a YAML value, for error messages.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn syntax_errors_carry_a_position() {
-        let err = load_mapping("a: 1\nb: [1, 2\n", "f.yaml").unwrap_err();
-        let issue = &err.issues[0];
-        assert!(issue.location.is_some());
-        assert!(
-            issue.message.starts_with("invalid YAML: "),
-            "{}",
-            issue.message
-        );
-        assert!(!issue.message.contains(" at line "), "{}", issue.message);
+        for err in [
+            load_mapping("a: 1\nb: [1, 2\n", "f.yaml").unwrap_err(),
+            load_tree("a: 1\nb: [1, 2\n", "f.yaml").unwrap_err(),
+        ] {
+            let issue = &err.issues[0];
+            assert_eq!(
+                issue.location,
+                Some(Location { line: 3, column: 1 }),
+                "{err}"
+            );
+            assert!(
+                issue.message.starts_with("invalid YAML: "),
+                "{}",
+                issue.message
+            );
+            assert!(!issue.message.contains(" at line "), "{}", issue.message);
+        }
     }
 
     #[test]
@@ -136,24 +147,44 @@ mod tests {
         let yaml = "upstreams:\n  a.com:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:1\"]\n        port: 1.5\n        x: null\n        y: true\n";
         let json = r#"  {"upstreams": {"a.com": {"paths": {"/": {"servers": ["127.0.0.1:1"], "port": 1.5, "x": null, "y": true}}}}}"#;
         assert_eq!(
+            load_tree(yaml, "f.yaml").unwrap(),
+            load_tree(json, "f.json").unwrap()
+        );
+        assert_eq!(
             load_mapping(yaml, "f.yaml").unwrap(),
             load_mapping(json, "f.json").unwrap()
         );
         // YAML flow style is not JSON, and still a valid document.
-        let flow = load_mapping("{a: 1, b: [x, y]}", "f.yaml").unwrap();
+        let flow = load_tree("{a: 1, b: [x, y]}", "f.yaml").unwrap();
         assert_eq!(flow.len(), 2);
-        // Duplicate keys are refused in JSON as in YAML.
-        let err = load_mapping(r#"{"a": 1, "a": 2}"#, "f.json").unwrap_err();
-        assert!(err.to_string().contains("duplicate entry"), "{err}");
+        // Duplicate keys are refused in JSON as in YAML, with the position of the second.
+        for text in [r#"{"a": 1, "a": 2}"#, "a: 1\na: 2\n"] {
+            let err = load_tree(text, "f").unwrap_err();
+            assert!(err.to_string().contains("duplicate entry"), "{err}");
+            assert!(err.issues[0].location.is_some(), "{err}");
+        }
         // A broken JSON document is reported with a position.
-        let err = load_mapping("{\"a\": [1,\n 2\n", "f.json").unwrap_err();
+        let err = load_tree("{\"a\": [1,\n 2\n", "f.json").unwrap_err();
         assert!(err.issues[0].location.is_some(), "{err}");
         assert!(err.to_string().contains("invalid YAML"), "{err}");
     }
 
     #[test]
+    fn documents_the_fast_reader_declines_read_the_same() {
+        // An alias: serde_yaml reads this one.
+        let tree = load_tree("a: &x [1, 2]\nb: *x\n", "f.yaml").unwrap();
+        assert_eq!(tree.get("a"), tree.get("b"));
+        assert_eq!(tree.get("a").map(Node::kind), Some("a list"));
+    }
+
+    #[test]
     fn root_must_be_a_mapping() {
-        let err = load_mapping("- a\n- b\n", "f.yaml").unwrap_err();
-        assert!(err.to_string().contains("must be a mapping"), "{err}");
+        for err in [
+            load_mapping("- a\n- b\n", "f.yaml").unwrap_err(),
+            load_tree("- a\n- b\n", "f.yaml").unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("must be a mapping"), "{err}");
+        }
+        assert!(load_tree("", "f.yaml").unwrap().is_empty());
     }
 }

@@ -1,10 +1,10 @@
-//! A faster reader for the plain shape most YAML configs have, producing the same tree as
-//! serde_yaml.
+//! A faster reader for the plain shape most YAML configs have, producing the tree serde_yaml
+//! would (as a [`Node`]).
 //!
 //! libyaml (under serde_yaml) spends ~35 ms only reading the events of a 10,000-host
 //! document, and building serde_yaml's `Value` from them through serde costs another ~15 ms;
-//! saphyr's event parser plus a direct build takes ~32 ms in all. So documents are read here
-//! first, and this reader declines (returns `None`) anything whose meaning it would have to
+//! saphyr's event parser plus a direct build of a [`Node`] takes ~27 ms in all. So documents
+//! are read here first, and this reader declines (returns `None`) anything whose meaning it would have to
 //! guess at: tags, anchors and aliases, more than one document, duplicate keys, very deep
 //! nesting, plain scalars that might be numbers other than small decimal integers, and
 //! anything saphyr refuses. Those go to serde_yaml, which stays the reference: its tree, its
@@ -12,21 +12,23 @@
 //! the tests hold both readers to that.
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
-use serde_yaml::{Mapping, Number, Value};
+use serde_yaml::Number;
+
+use super::tree::{Map, Node};
 
 /// serde_yaml refuses documents nested deeper than 128 levels; leave those to it.
 const MAX_DEPTH: usize = 128;
 
 /// A collection whose end event has not come yet.
 enum Open {
-    Sequence(Vec<Value>),
-    /// The mapping so far and, between a key and its value, the key.
-    Mapping(Mapping, Option<Value>),
+    Sequence(Vec<Node>),
+    /// The pairs so far and, between a key and its value, the key.
+    Mapping(Vec<(Node, Node)>, Option<Node>),
 }
 
 /// The document's tree, or `None` when serde_yaml should read it (see the module comment).
 /// A text without a document (empty, or only comments) is `Null`, as with serde_yaml.
-pub fn read(text: &str) -> Option<Value> {
+pub fn read(text: &str) -> Option<Node> {
     let mut open: Vec<Open> = Vec::new();
     let mut root = None;
     let mut documents = 0;
@@ -49,15 +51,16 @@ pub fn read(text: &str) -> Option<Value> {
                 continue;
             }
             Event::MappingStart(0, None) => {
-                open.push(Open::Mapping(Mapping::new(), None));
+                open.push(Open::Mapping(Vec::new(), None));
                 if open.len() > MAX_DEPTH {
                     return None;
                 }
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => match open.pop()? {
-                Open::Sequence(items) => Value::Sequence(items),
-                Open::Mapping(map, None) => Value::Mapping(map),
+                Open::Sequence(items) => Node::Sequence(items),
+                // serde_yaml refuses duplicate keys, with a position: let it say so.
+                Open::Mapping(pairs, None) => Node::Mapping(Map::new(pairs).ok()?),
                 // An end between a key and its value: not something saphyr emits.
                 Open::Mapping(_, Some(_)) => return None,
             },
@@ -72,40 +75,34 @@ pub fn read(text: &str) -> Option<Value> {
             None => root = Some(complete),
             Some(Open::Sequence(items)) => items.push(complete),
             Some(Open::Mapping(_, key @ None)) => *key = Some(complete),
-            Some(Open::Mapping(map, key @ Some(_))) => {
-                let k = key.take()?;
-                // serde_yaml refuses duplicate keys, with a position: let it say so.
-                if map.insert(k, complete).is_some() {
-                    return None;
-                }
-            }
+            Some(Open::Mapping(pairs, key @ Some(_))) => pairs.push((key.take()?, complete)),
         }
     }
     if !open.is_empty() {
         return None;
     }
-    Some(root.unwrap_or(Value::Null))
+    Some(root.unwrap_or(Node::Null))
 }
 
 /// An untagged scalar's value under serde_yaml's rules (YAML 1.2 core schema), or `None` for
 /// plain scalars this reader does not resolve itself.
-fn scalar(text: &str, style: ScalarStyle) -> Option<Value> {
+fn scalar(text: &str, style: ScalarStyle) -> Option<Node> {
     if style != ScalarStyle::Plain {
-        return Some(Value::String(text.to_string()));
+        return Some(Node::String(text.to_string()));
     }
     match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
-        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Node::Null),
+        "true" | "True" | "TRUE" => return Some(Node::Bool(true)),
+        "false" | "False" | "FALSE" => return Some(Node::Bool(false)),
         _ => {}
     }
     if let Some(n) = small_decimal(text) {
-        return Some(Value::Number(Number::from(n)));
+        return Some(Node::Number(Number::from(n)));
     }
     if could_be_number(text) {
         return None;
     }
-    Some(Value::String(text.to_string()))
+    Some(Node::String(text.to_string()))
 }
 
 /// `0` or a decimal integer without sign or leading zero that fits in a u64.
@@ -138,8 +135,10 @@ fn could_be_number(text: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn reference(text: &str) -> Value {
-        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("serde_yaml refused {text:?}: {e}"))
+    fn reference(text: &str) -> Node {
+        let value: serde_yaml::Value = serde_yaml::from_str(text)
+            .unwrap_or_else(|e| panic!("serde_yaml refused {text:?}: {e}"));
+        Node::from(value)
     }
 
     /// Documents read here: the tree must be serde_yaml's.
