@@ -8,10 +8,10 @@
 //! guess at: tags, anchors and aliases, more than one document, duplicate or non-string keys,
 //! very deep nesting, plain scalars that might be numbers other than small decimal integers,
 //! and anything saphyr refuses. Those go to serde_yaml, which stays the reference: its tree,
-//! its errors and their positions. A document both read must give the same tree, and a
-//! differential property test holds the two readers to that. saphyr reads YAML 1.2 and takes
-//! a few forms libyaml (YAML 1.1) refuses, such as `[?]` (a list of `"?"`): such a document
-//! now reads as YAML 1.2 says instead of failing.
+//! its errors and their positions. A differential property test holds the two readers to
+//! that: what is read here is the tree serde_yaml gives, and nothing serde_yaml refuses is
+//! read here (saphyr reads YAML 1.2, libyaml 1.1: the test found the forms where they part,
+//! an empty key, `[a]:b` and a lone `?` in flow, and those are declined).
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 use serde_yaml::Number;
@@ -99,6 +99,9 @@ fn scalar(text: &str, style: ScalarStyle) -> Option<Node> {
         return Some(Node::String(text.to_string()));
     }
     match text {
+        // A lone `?` in a flow collection is a plain scalar to saphyr (YAML 1.2) and an
+        // error to libyaml.
+        "?" => return None,
         "" | "~" | "null" | "Null" | "NULL" => return Some(Node::Null),
         "true" | "True" | "TRUE" => return Some(Node::Bool(true)),
         "false" | "False" | "FALSE" => return Some(Node::Bool(false)),
@@ -368,14 +371,19 @@ mod tests {
             }
         }
 
+        /// Deterministic (a fixed seed), so that CI runs the same 3,000 documents every time.
         #[test]
-        fn documents_both_readers_accept_give_the_same_tree() {
-            let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        fn what_this_reader_accepts_is_serde_yamls_tree() {
+            use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+            let config = ProptestConfig {
                 cases: 3000,
+                failure_persistence: None,
                 ..ProptestConfig::default()
-            });
-            // The runner takes a `Fn`, so the tallies are cells.
-            let (compared, declined, only_saphyr) = (Cell::new(0), Cell::new(0), Cell::new(0));
+            };
+            let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+            let mut runner = TestRunner::new_with_rng(config, rng);
+            // The runner takes a `Fn`, so the tally is a cell.
+            let compared = Cell::new(0);
             let result = runner.run(&(doc(), any::<bool>()), |(d, as_flow)| {
                 let text = if as_flow {
                     flow(&d)
@@ -390,10 +398,16 @@ mod tests {
                         compared.set(compared.get() + 1);
                         prop_assert_eq!(ours, Node::from(theirs), "{}", text);
                     }
-                    // saphyr reads YAML 1.2 and takes a few forms libyaml refuses (`[?]`):
-                    // those have no serde_yaml tree to compare with.
-                    (Some(_), Err(_)) => only_saphyr.set(only_saphyr.get() + 1),
-                    (None, _) => declined.set(declined.get() + 1),
+                    (Some(ours), Err(e)) => {
+                        prop_assert!(
+                            false,
+                            "read {:?} that serde_yaml refuses ({}):\n{}",
+                            ours,
+                            e,
+                            text
+                        )
+                    }
+                    (None, _) => {}
                 }
                 Ok(())
             });
@@ -401,12 +415,7 @@ mod tests {
                 panic!("{e}");
             }
             // The comparison must have happened often enough to mean something.
-            let (compared, declined, only_saphyr) =
-                (compared.get(), declined.get(), only_saphyr.get());
-            assert!(
-                compared > 1000,
-                "compared {compared}, declined {declined}, only saphyr {only_saphyr}"
-            );
+            assert!(compared.get() > 1000, "compared only {}", compared.get());
         }
     }
 
