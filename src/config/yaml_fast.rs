@@ -186,6 +186,18 @@ mod tests {
         for doc in docs {
             assert_eq!(read(doc), Some(reference(doc)), "document {doc:?}");
         }
+        // A mapping past the pair-by-pair duplicate check, with a duplicate at its end.
+        let mut big = String::from("upstreams:\n");
+        for i in 0..100 {
+            big.push_str(&format!(
+                "  h{i}.example.com:\n    paths:\n      /:\n        servers: [127.0.0.1:{}]\n",
+                8000 + i
+            ));
+        }
+        assert_eq!(read(&big), Some(reference(&big)));
+        big.push_str("  h7.example.com: {}\n");
+        assert!(serde_yaml::from_str::<serde_yaml::Value>(&big).is_err());
+        assert_eq!(read(&big), None);
     }
 
     /// Documents left to serde_yaml: reading them here could differ from it.
