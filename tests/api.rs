@@ -160,6 +160,48 @@ async fn json_documents_are_accepted_and_checked_like_yaml() {
     assert_nothing_changed(&c, &proxy, "p.example.com", "b", &doc).await;
 }
 
+/// Plain YAML is read by the fast reader; a document with anchors by serde_yaml. Both go
+/// live the same way, and a duplicate key is refused with its position either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn yaml_read_by_either_reader_goes_live() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let proxy = Proxy::start_with(&single_route("p.example.com", &[&a]), with_key()).await;
+    let c = client();
+    let anchored = format!(
+        "upstreams:\n  p.example.com:\n    paths:\n      /: &route\n        servers: [\"{}\"]\n  q.example.com:\n    paths:\n      /: *route\n",
+        b.addr
+    );
+    let (status, json) = push(&c, &proxy, &anchored).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["hosts"], 2, "{json}");
+    for host in ["p.example.com", "q.example.com"] {
+        assert_eq!(served_by(&c, &proxy, host).await.as_deref(), Some("b"));
+    }
+    let plain = format!(
+        "upstreams:\n  p.example.com:\n    paths:\n      /:\n        servers: [{}]\n",
+        a.addr
+    );
+    let (status, json) = push(&c, &proxy, &plain).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["hosts"], 1, "{json}");
+    assert_eq!(
+        served_by(&c, &proxy, "p.example.com").await.as_deref(),
+        Some("a")
+    );
+    let duplicate = format!("{plain}  p.example.com:\n    paths: {{}}\n");
+    let (status, json) = push(&c, &proxy, &duplicate).await;
+    assert_eq!(status, 400);
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        // serde_yaml places it at the mapping that holds the two keys.
+        error.contains("request body:2:3:")
+            && error.contains("duplicate entry with key \"p.example.com\""),
+        "{error}"
+    );
+    assert_nothing_changed(&c, &proxy, "p.example.com", "a", &plain).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_methods_and_size_limits() {
     let a = TestBackend::start("a").await;
