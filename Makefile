@@ -36,9 +36,11 @@ test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
 
-## Criterion micro-benchmarks, then the load benchmarks against nginx and HAProxy.
+## Criterion micro-benchmarks, instruction counts of a 10,000-host parse, then the load
+## benchmarks against nginx and HAProxy.
 bench: deps
 	$(CARGO) bench --bench routing
+	benches/instructions.sh
 	benches/load.sh
 	benches/extras.sh
 
