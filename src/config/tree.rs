@@ -5,7 +5,6 @@
 //! when it is built. Building this tree from a 10,000-host document costs about a third of
 //! building a `Value` from it.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -79,7 +78,7 @@ fn first_duplicate(entries: &[(Node, Node)]) -> Option<&Node> {
             .find(|(i, (key, _))| entries[..*i].iter().any(|(k, _)| k == key))
             .map(|(_, (key, _))| key);
     }
-    let mut seen = HashSet::with_capacity(entries.len());
+    let mut seen = foldhash::HashSet::with_capacity_and_hasher(entries.len(), Default::default());
     entries
         .iter()
         .map(|(key, _)| key)

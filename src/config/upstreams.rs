@@ -245,7 +245,7 @@ struct Walker<'a> {
     sink: IssueSink<'a>,
     ctx: ValidationContext,
     /// Host names seen under `upstreams:` (a linear search made 10,000 hosts quadratic).
-    host_names: std::collections::HashSet<String>,
+    host_names: foldhash::HashSet<String>,
 }
 
 impl Walker<'_> {

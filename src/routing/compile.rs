@@ -12,7 +12,7 @@ use crate::config::upstreams::{ServerEntry, UpstreamsConfig};
 use crate::config::{ConfigError, Issue};
 use crate::health::{BackendKey, HealthRegistry};
 
-use super::table::{Backend, HostRoutes, Route, RoutingTable, Summary};
+use super::table::{Backend, HostMap, HostRoutes, Route, RoutingTable, Summary};
 
 /// Resolves a host name and port to addresses.
 pub type Resolver = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
@@ -50,7 +50,7 @@ impl CompileEnv<'_> {
 /// Backends made so far in one compile, by address and name: the same server listed under
 /// thousands of hosts is hashed (sticky id) and looked up (health) once, then shared.
 #[derive(Default)]
-struct Backends<'c>(HashMap<BackendSource<'c>, Backend>);
+struct Backends<'c>(HashMap<BackendSource<'c>, Backend, foldhash::fast::RandomState>);
 
 /// An address, and the `servers` entry (host, port) it was resolved from; none when discovered.
 type BackendSource<'c> = (SocketAddr, Option<(&'c str, u16)>);
@@ -80,8 +80,8 @@ pub fn compile(
     env: &CompileEnv<'_>,
 ) -> Result<RoutingTable, ConfigError> {
     let mut issues = Vec::new();
-    let mut hosts = HashMap::with_capacity(config.hosts.len());
-    let mut distinct = std::collections::HashSet::new();
+    let mut hosts = HostMap::with_capacity_and_hasher(config.hosts.len(), Default::default());
+    let mut distinct = foldhash::HashSet::default();
     let mut routes_total = 0;
     let mut made = Backends::default();
     for host in &config.hosts {

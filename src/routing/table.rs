@@ -110,10 +110,15 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Host name -> its routes. Hashed with foldhash (seeded per table) rather than SipHash: the
+/// map is read on every request and filled with thousands of names on every apply, its keys
+/// come from the routing document, and client-sent names are only looked up, never inserted.
+pub type HostMap = HashMap<Box<str>, HostRoutes, foldhash::fast::RandomState>;
+
 /// A complete, immutable routing table. Replaced whole on every reload.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
-    hosts: HashMap<Box<str>, HostRoutes>,
+    hosts: HostMap,
     /// Added to every proxied response. Shared: requests keep these, not the whole table.
     pub response_headers: Arc<[HeaderPair]>,
     pub summary: Summary,
@@ -123,11 +128,7 @@ pub struct RoutingTable {
 const MAX_HOST: usize = 255;
 
 impl RoutingTable {
-    pub fn new(
-        hosts: HashMap<Box<str>, HostRoutes>,
-        response_headers: Arc<[HeaderPair]>,
-        summary: Summary,
-    ) -> Self {
+    pub fn new(hosts: HostMap, response_headers: Arc<[HeaderPair]>, summary: Summary) -> Self {
         RoutingTable {
             hosts,
             response_headers,
@@ -211,7 +212,7 @@ mod tests {
     }
 
     fn table() -> RoutingTable {
-        let mut hosts = HashMap::new();
+        let mut hosts = HostMap::default();
         hosts.insert(
             "example.com".into(),
             HostRoutes::new(vec![
