@@ -3,11 +3,11 @@
 //! The document is walked by hand rather than derived with serde so that one pass reports
 //! every problem, each with its key path and position, instead of stopping at the first.
 
-use super::tree::{Map, Node};
 use http::header::{HeaderName, HeaderValue};
 
 use super::error::{ConfigError, IssueSink};
 use super::spans::{KeyPath, LazySpans};
+use super::tree::{Map, Node};
 use super::yaml::load_tree;
 
 const TOP_KEYS: &[&str] = &[
