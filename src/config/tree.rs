@@ -6,7 +6,6 @@
 //! building a `Value` from it.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_yaml::Number;
@@ -82,27 +81,7 @@ fn first_duplicate(entries: &[(Node, Node)]) -> Option<&Node> {
     entries
         .iter()
         .map(|(key, _)| key)
-        .find(|key| !seen.insert(KeyRef(key)))
-}
-
-/// Hashes string keys by their text only, which is cheaper than hashing the whole `Node`.
-struct KeyRef<'a>(&'a Node);
-
-impl PartialEq for KeyRef<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-impl Eq for KeyRef<'_> {}
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        match self.0 {
-            Node::String(s) => s.hash(state),
-            other => other.hash(state),
-        }
-    }
+        .find(|key| !seen.insert(*key))
 }
 
 /// The pairs of a [`Map`], as `(key, value)` references.
