@@ -5,7 +5,7 @@ CARGO ?= cargo
 BUILD_TOOLS := cmake pkg-config cc c++ perl make
 APT_PACKAGES := cmake pkg-config gcc g++ make perl
 
-.PHONY: run test deps build bench bench-load soak ci fmt clippy
+.PHONY: run test deps build bench bench-load profile soak ci fmt clippy
 
 ## Install missing build prerequisites (apt-get as root; otherwise print the command).
 deps:
@@ -36,17 +36,22 @@ test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
 
-## Criterion micro-benchmarks, instruction counts of a 10,000-host parse, then the load
-## benchmarks against nginx and HAProxy.
+## Criterion micro-benchmarks, instruction counts of a 10,000-host parse, the load
+## benchmarks against nginx and HAProxy, then where a request's CPU time goes (perf).
 bench: deps
 	$(CARGO) bench --bench routing
 	benches/instructions.sh
 	benches/load.sh
 	benches/extras.sh
+	benches/profile.sh
 
 ## Only the load benchmark (DURATION, ROUNDS, CONNECTIONS may be set).
 bench-load: deps
 	benches/load.sh
+
+## Only the CPU profile per request: Aralez, bare Pingora and nginx (benches/results/profile.md).
+profile: deps
+	benches/profile.sh
 
 ## Soak: HTTP/1.1, h2 and WebSocket clients, a config push every second, a backend killed
 ## and restarted every 10 s (SOAK_MINUTES, default 10). Report in benches/results/soak.md.

@@ -12,6 +12,16 @@ need() {
     fi
 }
 
+# wait_port PORT: wait up to 10 s for something to listen on 127.0.0.1:PORT.
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "port $1 never opened" >&2
+    return 1
+}
+
 # push_documents DIR: the 10,000-host routing documents the push benchmarks use, in DIR:
 # big.yaml and big2.yaml (the same hosts on another server pair, so that alternating the two
 # makes every push a change), and big.json and big2.json (the same, written as JSON).

@@ -31,7 +31,6 @@ for f in backends.nginx.conf nginx.conf haproxy.cfg aralez-main.yaml aralez-upst
 taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
 sleep 0.5
 
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 
 start_proxy() {
     case $1 in

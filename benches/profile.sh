@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Where a proxied request's CPU time goes, for Aralez, a bare Pingora proxy and nginx, under
+# load.sh's load (one host, `/` over three nginx backends, one injected header, wrk -c300; the
+# proxy on CPU 0, backends and wrk on CPU 1). perf samples each proxy's CPU (every thread,
+# user and kernel; cpu-clock, as VMs rarely expose hardware counters), the samples are
+# grouped by the code they ran in, and each group's share of the proxy's CPU time is turned
+# into microseconds per request with the requests wrk counted. Writes
+# benches/results/profile.md.
+#
+#   benches/profile.sh          DURATION=10 CONNECTIONS=300 benches/profile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-300}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+. benches/lib.sh
+need wrk wrk
+need nginx nginx
+need perf linux-perf
+need taskset util-linux
+need python3 python3
+
+cargo build --release --bin aralez --example pingora_baseline
+
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for f in backends.nginx.conf nginx.conf aralez-main.yaml aralez-upstreams.yaml; do
+    sed "s|@DIR@|$WORK|g" "benches/peers/$f" > "$WORK/$f"
+done
+taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
+wait_port 9101
+
+HZ=$(getconf CLK_TCK)
+: > "$WORK/runs"
+for proxy in aralez pingora-defaults nginx; do
+    case $proxy in
+        aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
+        pingora-defaults) taskset -c "$PROXY_CPU" ./target/release/examples/pingora_baseline 2>"$WORK/pingora.err" & PORT=8083 ;;
+        nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PORT=8081 ;;
+    esac
+    MASTER=$!
+    wait_port "$PORT"
+    PID=$MASTER
+    # nginx's master forks the worker that does the work; profile the worker.
+    if [ "$proxy" = nginx ]; then sleep 0.3; PID=$(pgrep -P "$MASTER" | head -1); fi
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/report.lua "http://127.0.0.1:$PORT/" >/dev/null
+    before=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+    perf record -q -e cpu-clock -F 1999 -p "$PID" -o "$WORK/$proxy.data" -- sleep "$DURATION" 2>/dev/null &
+    PERF=$!
+    line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s benches/report.lua "http://127.0.0.1:$PORT/" | grep '^RESULT')
+    after=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+    wait "$PERF" || true
+    echo "$proxy $line cpu_ticks=$((after - before))" | tee -a "$WORK/runs"
+    perf report -i "$WORK/$proxy.data" --no-children --sort dso,sym --stdio -q 2>/dev/null > "$WORK/$proxy.report"
+    kill "$MASTER" 2>/dev/null || true
+    wait "$MASTER" 2>/dev/null || true
+    sleep 0.5
+done
+
+mkdir -p benches/results
+python3 - "$WORK" "$HZ" "$DURATION" "$CONNECTIONS" <<'PY' | tee benches/results/profile.md
+import collections, re, subprocess, sys
+work, hz, duration, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+# What each group of samples is, in the order the rows are printed.
+GROUPS = [
+    ("kernel", "kernel: loopback TCP, waking the other core, epoll, syscalls"),
+    ("pingora", "Pingora: HTTP/1 sessions, proxy loop, connection pool"),
+    ("tokio", "tokio: tasks, wakers, timers, I/O readiness"),
+    ("http", "HTTP types and parsing (http, httparse, bytes)"),
+    ("alloc", "allocator (mimalloc; malloc and free in libc)"),
+    ("rust", "Rust core, alloc and std (hashing, formatting, copies)"),
+    ("aralez", "Aralez's own code (routing, headers, metrics, hooks)"),
+    ("nginx", "nginx's own code"),
+    ("libc", "libc and the vDSO (memcpy, clock reads, syscall wrappers)"),
+    ("other", "other crates (futures, dashmap, arc-swap, rand, prometheus...)"),
+]
+CRATES = {"pingora": "pingora", "tokio": "tokio", "mio": "tokio", "http": "http",
+          "httparse": "http", "bytes": "http", "aralez": "aralez", "core": "rust",
+          "alloc": "rust", "std": "rust", "hashbrown": "rust", "foldhash": "rust"}
+
+def group(dso, kind, sym):
+    if kind == "k" or dso.startswith("[kernel"):
+        return "kernel"
+    if sym.startswith(("mi_", "_mi_", "malloc", "free", "cfree", "realloc", "calloc", "_int_", "__libc_malloc", "__libc_free")):
+        return "alloc"
+    if dso == "nginx":
+        return "nginx"
+    if dso.startswith(("libc", "[vdso]")):
+        return "libc"
+    # A Rust symbol belongs to the crate its path starts with (`<aralez::X as Trait>::f` to aralez).
+    crate = re.match(r"[<&\s]*(?:dyn\s+)?([A-Za-z_][A-Za-z0-9_]*)", sym)
+    if crate:
+        name = crate.group(1)
+        return CRATES.get(name.split("_")[0] if name.startswith("pingora") else name, "other")
+    return "other"
+
+runs = {}
+for line in open(f"{work}/runs"):
+    name, _, *fields = line.split()
+    runs[name] = {k: float(v) for k, v in (f.split("=") for f in fields)}
+
+table = {}
+for name, run in runs.items():
+    shares = collections.Counter()
+    for line in open(f"{work}/{name}.report"):
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)", line)
+        if m:
+            shares[group(m.group(2), m.group(3), m.group(4).strip())] += float(m.group(1)) / 100
+    us_per_request = run["cpu_ticks"] / hz / run["requests"] * 1e6
+    total = sum(shares.values()) or 1
+    table[name] = (run["requests"] / (run["duration_us"] / 1e6), us_per_request,
+                   {g: shares[g] / total * us_per_request for g in shares})
+
+names = list(table)
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+print(f"Machine: {cpu}; proxy pinned to one core; wrk -c{conns}, {duration} s per proxy, perf cpu-clock samples of every proxy thread\n")
+print("CPU time per request, in microseconds, by the code it ran in:\n")
+print("| where | " + " | ".join(names) + " |")
+print("|---|" + "---|" * len(names))
+for key, label in GROUPS:
+    if any(table[n][2].get(key, 0) >= 0.05 for n in names):
+        print(f"| {label} | " + " | ".join(f"{table[n][2].get(key, 0):.1f}" for n in names) + " |")
+print("| **all** | " + " | ".join(f"**{table[n][1]:.1f}**" for n in names) + " |")
+print("| requests/s | " + " | ".join(f"{table[n][0]:.0f}" for n in names) + " |")
+PY
