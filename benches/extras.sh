@@ -43,7 +43,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
 taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
 wait_port 9101
 
-start_proxy() {
+start_tls_proxy() {
     case $1 in
         aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-tls-main.yaml" 2>"$WORK/aralez.err" & PLAIN=8080 TLS=8443 ;;
         nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-tls.conf" -p "$WORK" & PLAIN=8081 TLS=8444 ;;
@@ -54,7 +54,6 @@ start_proxy() {
     wait_port "$TLS"
     if [ "$1" = nginx ]; then sleep 0.3; PID=$(pgrep -P "$MASTER" | head -1); fi
 }
-stop_proxy() { kill "$MASTER" 2>/dev/null || true; wait "$MASTER" 2>/dev/null || true; sleep 0.5; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 load() { taskset -c "$LOAD_CPU" "$@"; }
 
@@ -97,7 +96,7 @@ source=1
 for proxy in aralez nginx; do
   for kind in plain tls; do
     source=$((source + 1))
-    start_proxy "$proxy"
+    start_tls_proxy "$proxy"
     port=$PLAIN; [ "$kind" = tls ] && port=$TLS
     before=$(rss_kib "$PID")
     # Not through `load`: a backgrounded function is a subshell, and killing it would leave
@@ -119,7 +118,7 @@ done
 # on this kind of VM one run's figure can be off by 2x.
 for round in $(seq "$ROUNDS"); do
     for proxy in aralez nginx; do
-        start_proxy "$proxy"
+        start_tls_proxy "$proxy"
         # h2 routes by :authority (localhost here); a Host header beside it would be malformed.
         load h2load -c100 -m10 -D"$DURATION" "https://localhost:$TLS/" 2>/dev/null > "$WORK/h2.out" || true
         h2_rps=$(awk '/finished in/ {gsub(",", ""); for (i=1;i<=NF;i++) if ($i ~ /req\/s/) print $(i-1)}' "$WORK/h2.out")
@@ -132,7 +131,7 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-start_proxy aralez
+start_tls_proxy aralez
 # The big document pushed PUSHES times on an idle core, then PUSHES times while wrk
 # keeps the bench route busy; the first push of a process also pays for fresh memory.
 push() {

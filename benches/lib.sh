@@ -22,6 +22,29 @@ wait_port() {
     return 1
 }
 
+# start_proxy NAME: starts aralez, pingora-defaults, nginx or haproxy on CPU $PROXY_CPU with
+# the plain-HTTP peer configs rendered into $WORK, and waits for its port. Sets PORT, MASTER
+# (the process to stop) and PID (the process that does the work: nginx's worker).
+start_proxy() {
+    case $1 in
+        aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
+        pingora-defaults) taskset -c "$PROXY_CPU" ./target/release/examples/pingora_baseline 2>"$WORK/pingora.err" & PORT=8083 ;;
+        nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PORT=8081 ;;
+        haproxy) taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db & PORT=8082 ;;
+    esac
+    PID=$!
+    MASTER=$PID
+    wait_port "$PORT"
+    # nginx's master forks the worker that does the work; measure the worker.
+    if [ "$1" = nginx ]; then sleep 0.3; PID=$(pgrep -P "$PID" | head -1); fi
+}
+
+# stop_proxy: stops what start_proxy started.
+stop_proxy() { kill "$MASTER" 2>/dev/null || true; wait "$MASTER" 2>/dev/null || true; sleep 0.5; }
+
+# cpu_ticks PID: user + system CPU time the process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # push_documents DIR: the 10,000-host routing documents the push benchmarks use, in DIR:
 # big.yaml and big2.yaml (the same hosts on another server pair, so that alternating the two
 # makes every push a change), and big.json and big2.json (the same, written as JSON).

@@ -32,21 +32,6 @@ taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
 sleep 0.5
 
 
-start_proxy() {
-    case $1 in
-        aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
-        pingora-defaults) taskset -c "$PROXY_CPU" ./target/release/examples/pingora_baseline 2>"$WORK/pingora.err" & PORT=8083 ;;
-        nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PORT=8081 ;;
-        haproxy) taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db & PORT=8082 ;;
-    esac
-    PID=$!
-    MASTER=$PID
-    wait_port "$PORT"
-    # nginx's master forks the worker that does the work; measure the worker.
-    if [ "$1" = nginx ]; then sleep 0.3; PID=$(pgrep -P "$PID" | head -1); fi
-}
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 PEERS="aralez pingora-defaults"
@@ -63,9 +48,7 @@ for round in $(seq "$ROUNDS"); do
         after=$(cpu_ticks "$PID")
         rss=$(peak_rss_kib "$PID")
         echo "$proxy $line cpu_ticks=$((after - before)) rss_kib=$rss" | tee -a "$WORK/runs"
-        kill "$MASTER" 2>/dev/null || true
-        wait "$MASTER" 2>/dev/null || true
-        sleep 0.5
+        stop_proxy
     done
 done
 

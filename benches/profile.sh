@@ -36,28 +36,17 @@ wait_port 9101
 HZ=$(getconf CLK_TCK)
 : > "$WORK/runs"
 for proxy in aralez pingora-defaults nginx; do
-    case $proxy in
-        aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
-        pingora-defaults) taskset -c "$PROXY_CPU" ./target/release/examples/pingora_baseline 2>"$WORK/pingora.err" & PORT=8083 ;;
-        nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PORT=8081 ;;
-    esac
-    MASTER=$!
-    wait_port "$PORT"
-    PID=$MASTER
-    # nginx's master forks the worker that does the work; profile the worker.
-    if [ "$proxy" = nginx ]; then sleep 0.3; PID=$(pgrep -P "$MASTER" | head -1); fi
+    start_proxy "$proxy"
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/report.lua "http://127.0.0.1:$PORT/" >/dev/null
-    before=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+    before=$(cpu_ticks "$PID")
     perf record -q -e cpu-clock -F 1999 -p "$PID" -o "$WORK/$proxy.data" -- sleep "$DURATION" 2>/dev/null &
     PERF=$!
     line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s benches/report.lua "http://127.0.0.1:$PORT/" | grep '^RESULT')
-    after=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+    after=$(cpu_ticks "$PID")
     wait "$PERF" || true
     echo "$proxy $line cpu_ticks=$((after - before))" | tee -a "$WORK/runs"
     perf report -i "$WORK/$proxy.data" --no-children --sort dso,sym --stdio -q 2>/dev/null > "$WORK/$proxy.report"
-    kill "$MASTER" 2>/dev/null || true
-    wait "$MASTER" 2>/dev/null || true
-    sleep 0.5
+    stop_proxy
 done
 
 mkdir -p benches/results
