@@ -22,13 +22,14 @@ wait_port() {
     return 1
 }
 
-# start_proxy NAME: starts aralez, pingora-defaults, nginx or haproxy on CPU $PROXY_CPU with
-# the plain-HTTP peer configs rendered into $WORK, and waits for its port. Sets PORT, MASTER
+# start_proxy NAME: starts aralez, pingora-defaults, hyper-baseline, nginx or haproxy on CPU
+# $PROXY_CPU with the plain-HTTP peer configs rendered into $WORK, and waits for its port. Sets PORT, MASTER
 # (the process to stop) and PID (the process that does the work: nginx's worker).
 start_proxy() {
     case $1 in
         aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
         pingora-defaults) taskset -c "$PROXY_CPU" ./target/release/examples/pingora_baseline 2>"$WORK/pingora.err" & PORT=8083 ;;
+        hyper-baseline) taskset -c "$PROXY_CPU" ./target/release/examples/hyper_baseline 2>"$WORK/hyper.err" & PORT=8084 ;;
         nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PORT=8081 ;;
         haproxy) taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db & PORT=8082 ;;
     esac

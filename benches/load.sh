@@ -20,8 +20,9 @@ need nginx nginx
 need taskset util-linux
 
 # pingora_baseline: a minimal Pingora proxy with default settings, to tell Pingora's own cost
-# from Aralez's (its row is `pingora-defaults`).
-cargo build --release --bin aralez --example pingora_baseline
+# from Aralez's (its row is `pingora-defaults`); hyper_baseline: the same proxy on hyper and
+# tokio without Pingora, to tell Pingora's cost from the async stack's (`hyper-baseline`).
+cargo build --release --bin aralez --example pingora_baseline --example hyper_baseline
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -34,7 +35,7 @@ sleep 0.5
 
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
-PEERS="aralez pingora-defaults"
+PEERS="aralez pingora-defaults hyper-baseline"
 command -v nginx >/dev/null && PEERS="$PEERS nginx"
 command -v haproxy >/dev/null && PEERS="$PEERS haproxy"
 HZ=$(getconf CLK_TCK)

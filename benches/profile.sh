@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Where a proxied request's CPU time goes, for Aralez, a bare Pingora proxy and nginx, under
-# load.sh's load (one host, `/` over three nginx backends, one injected header, wrk -c300; the
-# proxy on CPU 0, backends and wrk on CPU 1). perf samples each proxy's CPU (every thread,
+# Where a proxied request's CPU time goes, for Aralez, a bare Pingora proxy, the same proxy on
+# hyper without Pingora (examples/hyper_baseline.rs) and nginx, under load.sh's load (one host,
+# `/` over three nginx backends, one injected header, wrk -c300; the proxy on CPU 0, backends
+# and wrk on CPU 1). perf samples each proxy's CPU (every thread,
 # user and kernel; cpu-clock, as VMs rarely expose hardware counters), the samples are
 # grouped by the code they ran in, and each group's share of the proxy's CPU time is turned
 # into microseconds per request with the requests wrk counted. Writes
@@ -23,7 +24,7 @@ need perf linux-perf
 need taskset util-linux
 need python3 python3
 
-cargo build --release --bin aralez --example pingora_baseline
+cargo build --release --bin aralez --example pingora_baseline --example hyper_baseline
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -35,7 +36,7 @@ wait_port 9101
 
 HZ=$(getconf CLK_TCK)
 : > "$WORK/runs"
-for proxy in aralez pingora-defaults nginx; do
+for proxy in aralez pingora-defaults hyper-baseline nginx; do
     start_proxy "$proxy"
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/report.lua "http://127.0.0.1:$PORT/" >/dev/null
     before=$(cpu_ticks "$PID")
@@ -60,6 +61,7 @@ GROUPS = [
     ("pingora", "Pingora: HTTP/1 sessions, proxy loop, connection pool"),
     ("tokio", "tokio: tasks, wakers, timers, I/O readiness"),
     ("http", "HTTP types and parsing (http, httparse, bytes)"),
+    ("hyper", "hyper: HTTP/1 connections and client pool (hyper-baseline)"),
     ("alloc", "allocator (mimalloc; malloc and free in libc)"),
     ("rust", "Rust core, alloc and std (hashing, formatting, copies)"),
     ("aralez", "Aralez's own code (routing, headers, metrics, hooks)"),
@@ -68,7 +70,8 @@ GROUPS = [
     ("other", "other crates (futures, dashmap, arc-swap, rand, prometheus...)"),
 ]
 CRATES = {"pingora": "pingora", "tokio": "tokio", "mio": "tokio", "http": "http",
-          "httparse": "http", "bytes": "http", "aralez": "aralez", "core": "rust",
+          "httparse": "http", "bytes": "http", "hyper": "hyper", "hyper_util": "hyper",
+          "aralez": "aralez", "core": "rust",
           "alloc": "rust", "std": "rust", "hashbrown": "rust", "foldhash": "rust"}
 
 def group(dso, kind, sym):
