@@ -24,6 +24,13 @@ need perf linux-perf
 need taskset util-linux
 need python3 python3
 
+# perf needs the right to sample the kernel (root, or kernel.perf_event_paranoid <= 1) and,
+# in containers, perf_event_open itself; without them there is nothing to measure.
+if ! perf record -q -e cpu-clock:k -o /dev/null -- true 2>/dev/null; then
+    echo "profile.sh: perf cannot sample here (run as root, or lower kernel.perf_event_paranoid); skipped" >&2
+    exit 0
+fi
+
 cargo build --release --bin aralez --example pingora_baseline --example hyper_baseline
 
 WORK=$(mktemp -d)
