@@ -15,6 +15,18 @@ use super::error::Location;
 pub struct SpanIndex {
     values: HashMap<String, Location>,
     keys: HashMap<String, Location>,
+    repeated: Vec<RepeatedKey>,
+}
+
+/// A key written twice in one mapping, with both places: serde_yaml refuses the document but
+/// points at the mapping, not at the second key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepeatedKey {
+    /// Path of the mapping that holds the key; empty for the root.
+    pub parent: String,
+    pub key: String,
+    pub first: Location,
+    pub again: Location,
 }
 
 /// Appends a map key to a path: `a` + `b` -> `a.b`.
@@ -90,6 +102,11 @@ impl SpanIndex {
     pub fn key_at(&self, path: &str) -> Option<Location> {
         self.keys.get(path).copied().or_else(|| self.value_at(path))
     }
+
+    /// Keys written twice in one mapping, in document order.
+    pub fn repeated_keys(&self) -> &[RepeatedKey] {
+        &self.repeated
+    }
 }
 
 /// A span index built on first use: positions are needed only when something is wrong, and
@@ -128,6 +145,8 @@ enum Frame {
     Map {
         key: Option<String>,
         key_loc: Option<Location>,
+        /// The keys met so far in this mapping, to find one written twice.
+        seen: HashMap<String, Location>,
     },
     Seq {
         index: usize,
@@ -155,7 +174,7 @@ impl Builder {
     /// Called when a value node (scalar, alias, or a closed collection) is complete.
     fn value_done(&mut self) {
         match self.stack.last_mut() {
-            Some((Frame::Map { key, key_loc }, _)) => {
+            Some((Frame::Map { key, key_loc, .. }, _)) => {
                 *key = None;
                 *key_loc = None;
             }
@@ -196,10 +215,19 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                     Frame::Map {
                         key: key @ None,
                         key_loc,
+                        seen,
                     },
-                    _,
+                    parent,
                 )) = self.stack.last_mut()
                 {
+                    if let Some(first) = seen.insert(value.to_string(), loc) {
+                        self.index.repeated.push(RepeatedKey {
+                            parent: parent.clone(),
+                            key: value.to_string(),
+                            first,
+                            again: loc,
+                        });
+                    }
                     *key = Some(value.into_owned());
                     *key_loc = Some(loc);
                 } else {
@@ -219,6 +247,7 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                     Frame::Map {
                         key: None,
                         key_loc: None,
+                        seen: HashMap::new(),
                     }
                 } else {
                     Frame::Seq { index: 0 }
@@ -311,6 +340,46 @@ upstreams:
             idx.value_at("upstreams.app.example.com.paths./api.headers"),
             idx.value_at("upstreams.app.example.com.paths./api")
         );
+    }
+
+    #[test]
+    fn repeated_keys_are_found_with_both_places() {
+        let text = "a:\n  x: 1\n  y:\n    z: 1\nb: 2\na:\n  x: 1\n  y:\n    z: 1\n    z: 2\n";
+        let idx = SpanIndex::build(text);
+        // `a` again at line 6, and `z` twice in the second `a`'s `y` (the keys under the
+        // second `a` that the first `a` also has are not repeats: other mappings).
+        assert_eq!(
+            idx.repeated_keys(),
+            [
+                RepeatedKey {
+                    parent: String::new(),
+                    key: "a".into(),
+                    first: Location { line: 1, column: 1 },
+                    again: Location { line: 6, column: 1 },
+                },
+                RepeatedKey {
+                    parent: "a.y".into(),
+                    key: "z".into(),
+                    first: Location { line: 9, column: 5 },
+                    again: Location {
+                        line: 10,
+                        column: 5
+                    },
+                },
+            ]
+        );
+        let json = "{\"u\": {\"h.com\": 1,\n \"h.com\": 2}}";
+        let idx = SpanIndex::build(json);
+        assert_eq!(
+            idx.repeated_keys(),
+            [RepeatedKey {
+                parent: "u".into(),
+                key: "h.com".into(),
+                first: Location { line: 1, column: 8 },
+                again: Location { line: 2, column: 2 },
+            }]
+        );
+        assert!(SpanIndex::build(DOC).repeated_keys().is_empty());
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn parse_tree(text: &str) -> Result<Node, serde_yaml::Error> {
 /// Parses `text` (the routing document) as one YAML or JSON document whose root is a
 /// mapping. An empty document is an empty mapping.
 pub fn load_tree(text: &str, file: &str) -> Result<Map, ConfigError> {
-    match parse_tree(text).map_err(|e| syntax_error(&e, file))? {
+    match parse_tree(text).map_err(|e| syntax_error(&e, file, text))? {
         Node::Null => Ok(Map::default()),
         Node::Mapping(m) => Ok(m),
         other => Err(not_a_mapping(other.kind(), file)),
@@ -63,25 +63,49 @@ pub fn load_tree(text: &str, file: &str) -> Result<Map, ConfigError> {
 /// Parses `text` (main.yaml: a few keys, read once) with serde_yaml, for serde to deserialize
 /// into typed settings. An empty document is an empty mapping.
 pub fn load_mapping(text: &str, file: &str) -> Result<Mapping, ConfigError> {
-    match serde_yaml::from_str(text).map_err(|e| syntax_error(&e, file))? {
+    match serde_yaml::from_str(text).map_err(|e| syntax_error(&e, file, text))? {
         Value::Null => Ok(Mapping::new()),
         Value::Mapping(m) => Ok(m),
         other => Err(not_a_mapping(Node::from(other).kind(), file)),
     }
 }
 
-fn syntax_error(e: &serde_yaml::Error, file: &str) -> ConfigError {
+fn syntax_error(e: &serde_yaml::Error, file: &str, text: &str) -> ConfigError {
+    let message = bare_message(e);
+    let issue = repeated_key(&message, file, text).unwrap_or_else(|| Issue {
+        file: file.to_string(),
+        location: e.location().map(|l| Location {
+            line: l.line(),
+            column: l.column(),
+        }),
+        key_path: String::new(),
+        message: format!("invalid YAML: {message}"),
+    });
     ConfigError {
-        issues: vec![Issue {
-            file: file.to_string(),
-            location: e.location().map(|l| Location {
-                line: l.line(),
-                column: l.column(),
-            }),
-            key_path: String::new(),
-            message: format!("invalid YAML: {}", bare_message(e)),
-        }],
+        issues: vec![issue],
     }
+}
+
+/// serde_yaml refuses a key written twice in one mapping, but places the error at the
+/// mapping; the operator wants the second key, and where the first one is. Only a string key
+/// named in serde_yaml's message is matched, so this never points at another repeat.
+fn repeated_key(message: &str, file: &str, text: &str) -> Option<Issue> {
+    const REFUSAL: &str = "duplicate entry with key ";
+    let named = &message[message.find(REFUSAL)? + REFUSAL.len()..];
+    let spans = SpanIndex::build(text);
+    let repeat = spans
+        .repeated_keys()
+        .iter()
+        .find(|r| named == format!("{:?}", r.key))?;
+    Some(Issue {
+        file: file.to_string(),
+        location: Some(repeat.again),
+        key_path: repeat.parent.clone(),
+        message: format!(
+            "{:?} is written twice in this mapping (first at line {}, column {}); keys must be unique",
+            repeat.key, repeat.first.line, repeat.first.column
+        ),
+    })
 }
 
 fn not_a_mapping(found: &str, file: &str) -> ConfigError {
@@ -157,12 +181,35 @@ mod tests {
         // YAML flow style is not JSON, and still a valid document.
         let flow = load_tree("{a: 1, b: [x, y]}", "f.yaml").unwrap();
         assert_eq!(flow.len(), 2);
-        // Duplicate keys are refused in JSON as in YAML, with the position of the second.
-        for text in [r#"{"a": 1, "a": 2}"#, "a: 1\na: 2\n"] {
-            let err = load_tree(text, "f").unwrap_err();
-            assert!(err.to_string().contains("duplicate entry"), "{err}");
-            assert!(err.issues[0].location.is_some(), "{err}");
+        // Duplicate keys are refused in JSON as in YAML, at the second, naming the first.
+        for (text, again) in [
+            (
+                r#"{"a": 1, "a": 2}"#,
+                Location {
+                    line: 1,
+                    column: 10,
+                },
+            ),
+            ("a: 1\na: 2\n", Location { line: 2, column: 1 }),
+        ] {
+            for err in [
+                load_tree(text, "f").unwrap_err(),
+                load_mapping(text, "f").unwrap_err(),
+            ] {
+                assert_eq!(err.issues[0].location, Some(again), "{err}");
+                assert!(
+                    err.to_string()
+                        .contains("\"a\" is written twice in this mapping (first at line 1"),
+                    "{err}"
+                );
+            }
         }
+        // Nested: the path of the mapping that holds the key.
+        let err = load_tree("u:\n  h.com: 1\n  i.com: 2\n  h.com: 3\n", "f.yaml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml:4:3: u: \"h.com\" is written twice in this mapping (first at line 2, column 3); keys must be unique"
+        );
         // A broken JSON document is reported with a position.
         let err = load_tree("{\"a\": [1,\n 2\n", "f.json").unwrap_err();
         assert!(err.issues[0].location.is_some(), "{err}");
