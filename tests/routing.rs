@@ -150,6 +150,66 @@ async fn request_and_response_headers() {
     assert_eq!(h["x-real-ip"], "spoofed");
 }
 
+/// A backend that hands the head of every `GET /seen` request it reads to the test and
+/// answers 200 (anything else, such as a protocol probe, is just closed).
+async fn head_capturing_backend() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                if head.starts_with("GET /seen ") {
+                    let _ = tx.send(head).await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Configured header names go out in the case the config writes them, on both sides (as
+/// nginx sends `proxy_set_header` and `add_header` names).
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_headers_keep_their_case_on_the_wire() {
+    let (backend, mut heads) = head_capturing_backend().await;
+    let config = format!(
+        "headers:\n  - \"X-Served-By: aralez\"\nupstreams:\n  case.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{backend}\"]\n        headers: [\"X-Proxy-From:Aralez\"]\n"
+    );
+    let proxy = Proxy::start(&config).await;
+    let resp = raw(
+        &proxy,
+        "GET /seen HTTP/1.1\r\nHost: case.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\r\nX-Served-By: aralez\r\n"), "{resp}");
+    let head = tokio::time::timeout(Duration::from_secs(10), heads.recv())
+        .await
+        .expect("the backend saw no request")
+        .unwrap();
+    assert!(head.contains("\r\nX-Proxy-From: Aralez\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{head}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn x_real_ip_is_the_client() {
     let b = TestBackend::start("ip").await;

@@ -73,6 +73,9 @@ pub enum Provider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderPair {
     pub name: HeaderName,
+    /// The name as the config writes it, sent in that case. Pingora keeps a header's case
+    /// next to its name and would otherwise allocate a copy of the lowercase name per request.
+    pub written: bytes::Bytes,
     pub value: HeaderValue,
 }
 
@@ -893,11 +896,16 @@ pub fn parse_header(text: &str) -> Result<HeaderPair, String> {
     };
     let name = name.trim();
     let value = value.trim();
+    let written = bytes::Bytes::copy_from_slice(name.as_bytes());
     let name = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{text:?}: {name:?} is not a valid header name"))?;
     let value = HeaderValue::from_str(value)
         .map_err(|_| format!("{text:?}: the value is not a valid header value"))?;
-    Ok(HeaderPair { name, value })
+    Ok(HeaderPair {
+        name,
+        written,
+        value,
+    })
 }
 
 #[cfg(test)]

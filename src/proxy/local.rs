@@ -37,6 +37,7 @@ pub async fn respond_text(
 /// `WWW-Authenticate` sent with 401s of basic-auth routes.
 static BASIC_CHALLENGE: std::sync::LazyLock<HeaderPair> = std::sync::LazyLock::new(|| HeaderPair {
     name: http::header::WWW_AUTHENTICATE,
+    written: Bytes::from_static(b"WWW-Authenticate"),
     value: http::HeaderValue::from_static("Basic realm=\"aralez\""),
 });
 
@@ -71,7 +72,7 @@ pub async fn redirect(session: &mut Session, location: &str, extra: &[HeaderPair
 /// Adds configured headers, replacing any of the same name.
 pub fn add_headers(resp: &mut ResponseHeader, headers: &[HeaderPair]) -> Result<()> {
     for h in headers {
-        resp.insert_header(h.name.clone(), h.value.clone())?;
+        resp.insert_header(h.written.clone(), h.value.clone())?;
     }
     Ok(())
 }

@@ -410,7 +410,7 @@ impl ProxyHttp for AralezProxy {
                 auth.strip(upstream)?;
             }
             for h in route.request_headers.iter() {
-                upstream.insert_header(h.name.clone(), h.value.clone())?;
+                upstream.insert_header(h.written.clone(), h.value.clone())?;
             }
         }
         Ok(())
