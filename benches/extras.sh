@@ -14,8 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
-PROXY_CPU=${PROXY_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
 IDLE=${IDLE:-10000}
 PUSHES=${PUSHES:-5}
 ROUNDS=${ROUNDS:-3}
@@ -34,14 +32,12 @@ if [ "$IDLE" -gt $(( $(ulimit -n) - 1000 )) ]; then IDLE=$(( $(ulimit -n) - 1000
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-render() { sed "s|@DIR@|$WORK|g" "benches/peers/$1" > "$WORK/$1"; }
-for f in backends.nginx.conf nginx-tls.conf aralez-tls-main.yaml aralez-tls-upstreams.yaml; do render "$f"; done
+render_peers backends.nginx.conf nginx-tls.conf aralez-tls-main.yaml aralez-tls-upstreams.yaml
 mkdir -p "$WORK/certs"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
     -keyout "$WORK/certs/localhost.key" -out "$WORK/certs/localhost.crt" 2>/dev/null
 
-taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
-wait_port 9101
+start_backends
 
 start_tls_proxy() {
     case $1 in

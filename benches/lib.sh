@@ -1,5 +1,21 @@
 # Shared by the benchmark scripts: installing the tools they need.
 
+# The pinning every script uses: the proxy on one core, backends and load tools on the other.
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+# render_peers FILE...: copies peer configs from benches/peers into $WORK, @DIR@ set to $WORK.
+render_peers() {
+    for f in "$@"; do sed "s|@DIR@|$WORK|g" "benches/peers/$f" > "$WORK/$f"; done
+}
+
+# start_backends: the three nginx backends every proxy forwards to (127.0.0.1:9101-9103), on
+# $LOAD_CPU; needs backends.nginx.conf rendered into $WORK.
+start_backends() {
+    taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
+    wait_port 9101
+}
+
 # need COMMAND PACKAGE: install PACKAGE (as root, with apt) when COMMAND is missing.
 need() {
     if ! command -v "$1" >/dev/null 2>&1; then

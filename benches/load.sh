@@ -11,8 +11,6 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-300}
-PROXY_CPU=${PROXY_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
 
 . benches/lib.sh
 need wrk wrk
@@ -26,12 +24,9 @@ cargo build --release --bin aralez --example pingora_baseline --example hyper_ba
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-render() { sed "s|@DIR@|$WORK|g" "benches/peers/$1" > "$WORK/$1"; }
-for f in backends.nginx.conf nginx.conf haproxy.cfg aralez-main.yaml aralez-upstreams.yaml; do render "$f"; done
+render_peers backends.nginx.conf nginx.conf haproxy.cfg aralez-main.yaml aralez-upstreams.yaml
 
-taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
-sleep 0.5
-
+start_backends
 
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 

@@ -14,8 +14,6 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-300}
-PROXY_CPU=${PROXY_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
 
 . benches/lib.sh
 need wrk wrk
@@ -35,11 +33,8 @@ cargo build --release --bin aralez --example pingora_baseline --example hyper_ba
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for f in backends.nginx.conf nginx.conf aralez-main.yaml aralez-upstreams.yaml; do
-    sed "s|@DIR@|$WORK|g" "benches/peers/$f" > "$WORK/$f"
-done
-taskset -c "$LOAD_CPU" nginx -c "$WORK/backends.nginx.conf" -p "$WORK" &
-wait_port 9101
+render_peers backends.nginx.conf nginx.conf aralez-main.yaml aralez-upstreams.yaml
+start_backends
 
 HZ=$(getconf CLK_TCK)
 : > "$WORK/runs"
