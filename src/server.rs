@@ -94,6 +94,7 @@ fn api_service(
     store: Arc<RouteStore>,
     in_flight: InFlight,
     cluster: Option<Arc<Cluster>>,
+    upgrading: bool,
 ) -> Result<ApiService, StartError> {
     let tls = match (
         &main.config_tls_address,
@@ -103,7 +104,7 @@ fn api_service(
         (Some(addr), Some(cert), Some(key)) => Some((addr.as_str(), cert.as_path(), key.as_path())),
         _ => None,
     };
-    let listeners = ApiListeners::bind(&main.config_address, tls)?;
+    let listeners = ApiListeners::bind(&main.config_address, tls, upgrading)?;
     let state = ApiState {
         store,
         master_key: main.master_key.clone(),
@@ -241,7 +242,7 @@ impl Aralez {
         ));
         server.add_service(background_service(
             "config API",
-            api_service(main, store, in_flight.clone(), cluster)?,
+            api_service(main, store, in_flight.clone(), cluster, flags.upgrade)?,
         ));
         Ok(Aralez {
             server,

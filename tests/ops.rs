@@ -362,6 +362,50 @@ async fn upgrade_under_load_fails_no_request() {
     load.finish_without_failures().await;
 }
 
+/// A second instance started on the same main.yaml without `-u` stops at once with the reason,
+/// instead of sharing the config API port (SO_REUSEPORT, there for upgrades) and answering
+/// pushes while it serves no traffic. The first instance keeps its API.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_instance_without_upgrade_refuses_to_start() {
+    let a = TestBackend::start("a").await;
+    let proxy = Proxy::start_with(
+        &single_route("p.example.com", &[&a]),
+        ProxyOptions {
+            main_extra: format!("master_key: {KEY}\n"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut second = std::process::Command::new(BIN)
+        .arg("-c")
+        .arg(proxy.dir.path().join("main.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_for(
+        Duration::from_secs(10),
+        "the second instance to stop",
+        || {
+            let status = second.try_wait().ok().flatten();
+            async move { status }
+        },
+    )
+    .await;
+    assert!(!exited.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{}: another process listens there",
+            proxy.api_port
+        )),
+        "{stderr}"
+    );
+    // The first instance still answers on its API.
+    assert!(status(&proxy, KEY).await.is_some());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn privileges_are_dropped_after_binding_a_port_below_1024() {
     if !is_root() {

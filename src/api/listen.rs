@@ -22,6 +22,11 @@ pub enum ListenError {
         addr: String,
         source: std::io::Error,
     },
+    #[error(
+        "cannot listen on {addr}: another process listens there (a running aralez? `aralez -u` \
+         takes over from it without dropping requests)"
+    )]
+    InUse { addr: String },
     #[error("config API certificate {cert} / key {key}: {message}")]
     Tls {
         cert: String,
@@ -37,8 +42,10 @@ pub struct ApiListeners {
 }
 
 /// Binds with SO_REUSEPORT so that a new process started for a zero-downtime upgrade (`-u`)
-/// can listen on the API address while the old one is still draining.
-fn bind(addr: &str) -> Result<std::net::TcpListener, ListenError> {
+/// can listen on the API address while the old one is still draining. Any other start first
+/// checks that nobody listens there: with SO_REUSEPORT alone, a second instance started by
+/// mistake would share the port and answer half of the pushes while serving no traffic.
+fn bind(addr: &str, upgrading: bool) -> Result<std::net::TcpListener, ListenError> {
     let fail = |source: std::io::Error| ListenError::Bind {
         addr: addr.to_string(),
         source,
@@ -46,18 +53,39 @@ fn bind(addr: &str) -> Result<std::net::TcpListener, ListenError> {
     let sockaddr: std::net::SocketAddr = addr
         .parse()
         .map_err(|e| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(sockaddr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .map_err(fail)?;
-    socket.set_reuse_address(true).map_err(fail)?;
-    socket.set_reuse_port(true).map_err(fail)?;
+    if !upgrading {
+        // A socket without SO_REUSEPORT cannot share the port with a listening one.
+        match socket(sockaddr, false)
+            .map_err(fail)?
+            .bind(&sockaddr.into())
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(ListenError::InUse {
+                    addr: addr.to_string(),
+                })
+            }
+            Err(e) => return Err(fail(e)),
+            Ok(()) => {}
+        }
+    }
+    let socket = socket(sockaddr, true).map_err(fail)?;
     socket.bind(&sockaddr.into()).map_err(fail)?;
     socket.listen(1024).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
     Ok(socket.into())
+}
+
+/// A TCP socket for `addr` with SO_REUSEADDR (a restart must not wait out TIME_WAIT) and,
+/// when asked, SO_REUSEPORT.
+fn socket(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
+    Ok(socket)
 }
 
 fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, ListenError> {
@@ -76,14 +104,16 @@ fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, ListenError> {
 }
 
 impl ApiListeners {
-    /// Binds `plain` and, with `tls = (addr, cert, key)`, the HTTPS listener.
+    /// Binds `plain` and, with `tls = (addr, cert, key)`, the HTTPS listener; `upgrading`:
+    /// started with `-u`, to take over from a running instance that holds the ports.
     pub fn bind(
         plain: &str,
         tls: Option<(&str, &Path, &Path)>,
+        upgrading: bool,
     ) -> Result<ApiListeners, ListenError> {
-        let plain = bind(plain)?;
+        let plain = bind(plain, upgrading)?;
         let tls = match tls {
-            Some((addr, cert, key)) => Some((bind(addr)?, acceptor(cert, key)?)),
+            Some((addr, cert, key)) => Some((bind(addr, upgrading)?, acceptor(cert, key)?)),
             None => None,
         };
         Ok(ApiListeners { plain, tls })
