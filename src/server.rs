@@ -168,6 +168,10 @@ impl Aralez {
             keepalive_timeout: main.keepalive_timeout,
             in_flight: in_flight.clone(),
             access_log,
+            direct: crate::proxy::direct_client(
+                main.connect_timeout(),
+                main.upstream_keepalive_pool_size,
+            ),
         };
         let mut app = http_proxy(&server.configuration, proxy);
         let mut options = HttpServerOptions::default();

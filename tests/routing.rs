@@ -205,9 +205,43 @@ async fn configured_headers_keep_their_case_on_the_wire() {
         .unwrap();
     assert!(head.contains("\r\nX-Proxy-From: Aralez\r\n"), "{head}");
     assert!(
-        head.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        head.contains("\r\nX-Forwarded-For: 127.0.0.1\r\n"),
         "{head}"
     );
+}
+
+/// Fields that concern only the client's connection (the standard hop-by-hop ones and those
+/// its `Connection` header names) do not reach the backend, whichever path a request takes:
+/// the direct one (no body) or Pingora's (a body).
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_fields_stay_on_the_client_connection() {
+    let b = TestBackend::start("hop").await;
+    let proxy = Proxy::start(&single_route("hop.example.com", &[&b])).await;
+    for (method, body) in [("GET", ""), ("POST", "abc")] {
+        let resp = raw(
+            &proxy,
+            &format!(
+                "{method} /hop HTTP/1.1\r\nHost: hop.example.com\r\nConnection: X-Secret, close\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic eDp5\r\nX-Kept: 2\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{method}: {resp}");
+        let echo = Echo::parse(resp.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+        assert_eq!(echo.backend, "hop", "{method}: {resp}");
+        assert_eq!(echo.headers.get("x-kept").map(String::as_str), Some("2"));
+        for gone in ["x-secret", "keep-alive", "proxy-authorization"] {
+            assert!(
+                !echo.headers.contains_key(gone),
+                "{method} sent {gone}: {resp}"
+            );
+        }
+        assert_ne!(
+            echo.headers.get("connection").map(String::as_str),
+            Some("X-Secret, close"),
+            "{method}: {resp}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

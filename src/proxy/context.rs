@@ -35,6 +35,8 @@ pub struct RequestCtx {
     /// The body limit of the route, if any, and the body bytes seen so far.
     pub body_limit: Option<u64>,
     pub body_read: u64,
+    /// The failure was logged already (the direct path logs its own, with the backend).
+    pub error_logged: bool,
     /// Counts this request as in flight until it ends, for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }
@@ -55,6 +57,7 @@ impl RequestCtx {
             upstream_elapsed: None,
             body_limit: None,
             body_read: 0,
+            error_logged: false,
             _in_flight: in_flight,
         }
     }

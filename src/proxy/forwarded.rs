@@ -6,9 +6,11 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::Result;
 
-const XFF: &str = "x-forwarded-for";
+/// Names as they go on the wire (Pingora's path sends them as written; the direct path's
+/// client title-cases every name, which gives the same).
+const XFF: &str = "X-Forwarded-For";
 /// The same, parsed once: looking a header up by `&str` parses the name on every request.
-const XFF_NAME: HeaderName = HeaderName::from_static(XFF);
+const XFF_NAME: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Appends the client to any existing `X-Forwarded-For` chain and sets `X-Forwarded-Proto`,
 /// `X-Forwarded-Host` and `X-Real-IP`, replacing what the client sent for those three.
@@ -41,12 +43,12 @@ pub fn set_forwarded_headers(
             }
         };
         req.insert_header(XFF, chain)?;
-        req.insert_header("x-real-ip", ip)?;
+        req.insert_header("X-Real-IP", ip)?;
     }
     let proto = HeaderValue::from_static(if https { "https" } else { "http" });
-    req.insert_header("x-forwarded-proto", proto)?;
+    req.insert_header("X-Forwarded-Proto", proto)?;
     if let Some(host) = host {
-        req.insert_header("x-forwarded-host", host)?;
+        req.insert_header("X-Forwarded-Host", host)?;
     }
     Ok(())
 }

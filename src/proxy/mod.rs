@@ -2,6 +2,7 @@
 //! `balance` and the helpers here; the order of hooks is Pingora's (see PINGORA.md §1.2).
 
 mod context;
+mod direct;
 mod forwarded;
 mod grpc;
 mod guard;
@@ -12,13 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use log::{debug, warn};
+use log::{debug, error, warn};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use context::RequestCtx;
+use direct::SendError;
+pub use direct::{client as direct_client, DirectClient};
 pub use local::https_location;
 
 use crate::access_log::{millis, AccessLog, Entry};
@@ -50,6 +53,8 @@ pub struct AralezProxy {
     pub in_flight: InFlight,
     /// None when the access log is off.
     pub access_log: Option<AccessLog>,
+    /// The upstream client of the direct path (`direct`).
+    pub direct: DirectClient,
 }
 
 /// The host a request names: the URI authority (HTTP/2 `:authority`), the authority of an
@@ -242,7 +247,25 @@ impl ProxyHttp for AralezProxy {
         }
         ctx.tls = is_tls(session);
         ctx.response_headers = Some(table.response_headers.clone());
+        if direct::eligible(session, &route, ctx.upgrade) {
+            if let Err(e) = self.forward_direct(session, ctx).await {
+                error!(
+                    "proxying {}{} to backend {} failed: {e}",
+                    route.host,
+                    session.req_header().uri.path(),
+                    ctx.backend_name()
+                );
+                ctx.error_logged = true;
+                return Err(e);
+            }
+            return Ok(true);
+        }
         Ok(false)
+    }
+
+    /// Pingora logs failures of `request_filter` as such; the direct path has logged its own.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        ctx.error_logged
     }
 
     /// The backend for this attempt: the sticky one first, then healthy backends in the
@@ -252,20 +275,7 @@ impl ProxyHttp for AralezProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let route = ctx.route.as_ref().ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, "upstream_peer without a route")
-        })?;
-        let index = match ctx.cookie_backend.filter(|_| ctx.tried.count == 0) {
-            Some(i) => {
-                ctx.tried.mark(i);
-                i
-            }
-            None => pick(route, ctx.ticket, &mut ctx.tried).ok_or_else(|| {
-                Error::explain(ErrorType::HTTPStatus(502), "no backend left to try")
-            })?,
-        };
-        ctx.backend = Some(index);
-        ctx.upstream_started = Some(Instant::now());
+        let (route, index) = next_backend(ctx)?;
         let backend = &route.backends[index];
         let sni = host_without_port(request_host(session.req_header())).to_string();
         let peer = upstream::peer(
@@ -291,38 +301,7 @@ impl ProxyHttp for AralezProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let tried_all = ctx
-            .route
-            .as_ref()
-            .is_none_or(|r| ctx.tried.count >= r.backends.len());
-        warn!(
-            "connect to backend {} failed for {}{}: {}{}",
-            ctx.backend_name(),
-            request_host(session.req_header()),
-            session.req_header().uri.path(),
-            e,
-            if tried_all {
-                "; no server left"
-            } else {
-                "; trying the next server"
-            }
-        );
-        if let (Some(route), Some(i)) = (&ctx.route, ctx.backend) {
-            if route.healthcheck && route.backends[i].health.mark_down() {
-                warn!(
-                    "backend {} of {}{} is down: connection failed while proxying",
-                    route.backends[i].addr, route.host, route.prefix
-                );
-            }
-        }
-        if let Some(addr) = ctx.backend_addr() {
-            METRICS
-                .connect_errors
-                .with_label_values(&[&addr.to_string()])
-                .inc();
-        }
-        if !tried_all {
-            METRICS.retries.inc();
+        if self.connect_failed(session, ctx, &e) {
             e.set_retry(true);
         }
         e
@@ -357,14 +336,8 @@ impl ProxyHttp for AralezProxy {
                     // h2: the stream was reset before a response, or the pooled connection
                     // had broken when the request was to be sent on it.
                     | ErrorType::H2Error
-            )
-            && ctx.upstream_elapsed.is_none();
-        let untried = ctx
-            .route
-            .as_ref()
-            .is_some_and(|r| ctx.tried.count < r.backends.len());
-        if dropped && untried {
-            METRICS.retries.inc();
+            );
+        if dropped && retry_dropped(ctx) {
             e.set_retry(true);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -398,22 +371,7 @@ impl ProxyHttp for AralezProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let host = request_host(session.req_header());
-        let host = (!host.is_empty()).then_some(host);
-        forwarded::set_forwarded_headers(upstream, client, is_tls(session), host)?;
-        if let Some(route) = &ctx.route {
-            if let Some(auth) = &route.auth {
-                auth.strip(upstream)?;
-            }
-            for h in route.request_headers.iter() {
-                upstream.insert_header(h.written.clone(), h.value.clone())?;
-            }
-        }
-        Ok(())
+        prepare_upstream_request(session, upstream, ctx)
     }
 
     async fn response_filter(
@@ -422,17 +380,7 @@ impl ProxyHttp for AralezProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream_elapsed = ctx.upstream_started.map(|t| t.elapsed());
-        if let Some(headers) = &ctx.response_headers {
-            local::add_headers(upstream_response, headers)?;
-        }
-        if let (Some(route), Some(served)) = (&ctx.route, ctx.backend) {
-            if route.sticky && ctx.cookie_backend != Some(served) {
-                let cookie = sticky::set_cookie(&route.backends[served].sticky_id, ctx.tls);
-                upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
-            }
-        }
-        Ok(())
+        finish_response_header(upstream_response, ctx)
     }
 
     /// Like Pingora's default, but with short plain-text bodies for the errors we answer.
@@ -515,6 +463,179 @@ impl ProxyHttp for AralezProxy {
             );
         }
     }
+}
+
+impl AralezProxy {
+    /// Forwards the request on the direct path and writes the answer: the same backend choice,
+    /// retries and header changes as Pingora's path (the hooks below), on hyper's client.
+    async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let read_timeout = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.read_timeout)
+            .unwrap_or(self.upstream_read_timeout);
+        let idempotent = session.req_header().method.is_idempotent();
+        let response = loop {
+            let (route, index) = next_backend(ctx)?;
+            let authority = route.backends[index].authority.as_ref().ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "backend without an authority")
+            })?;
+            let mut upstream = session.req_header().clone();
+            direct::strip_hop_by_hop(&mut upstream);
+            prepare_upstream_request(session, &mut upstream, ctx)?;
+            let request = direct::request(upstream, authority)?;
+            match direct::send(&self.direct, request, read_timeout).await {
+                Ok(response) => break response,
+                Err(SendError::Connect(e)) => {
+                    if !self.connect_failed(session, ctx, &e) {
+                        return Err(Error::because(ErrorType::ConnectError, "connect", e).into_up());
+                    }
+                }
+                Err(SendError::Dropped(e)) => {
+                    if !(idempotent && retry_dropped(ctx)) {
+                        let why = "connection closed before the response header";
+                        return Err(Error::because(ErrorType::ConnectionClosed, why, e).into_up());
+                    }
+                    debug!(
+                        "backend {} dropped a request for {}{}: {e}; trying the next server",
+                        ctx.backend_name(),
+                        route.host,
+                        session.req_header().uri.path()
+                    );
+                }
+                Err(SendError::TimedOut) => {
+                    let why = "no response header within the read timeout";
+                    return Err(Error::explain(ErrorType::ReadTimedout, why).into_up());
+                }
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let mut header = direct::response_header(parts)?;
+        finish_response_header(&mut header, ctx)?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        direct::relay_body(session, body, read_timeout).await
+    }
+
+    /// Bookkeeping of a failed connection attempt (log, health, metrics); true when another
+    /// backend is left to try.
+    fn connect_failed(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        e: &dyn std::fmt::Display,
+    ) -> bool {
+        let tried_all = ctx
+            .route
+            .as_ref()
+            .is_none_or(|r| ctx.tried.count >= r.backends.len());
+        warn!(
+            "connect to backend {} failed for {}{}: {}{}",
+            ctx.backend_name(),
+            request_host(session.req_header()),
+            session.req_header().uri.path(),
+            e,
+            if tried_all {
+                "; no server left"
+            } else {
+                "; trying the next server"
+            }
+        );
+        if let (Some(route), Some(i)) = (&ctx.route, ctx.backend) {
+            if route.healthcheck && route.backends[i].health.mark_down() {
+                warn!(
+                    "backend {} of {}{} is down: connection failed while proxying",
+                    route.backends[i].addr, route.host, route.prefix
+                );
+            }
+        }
+        if let Some(addr) = ctx.backend_addr() {
+            METRICS
+                .connect_errors
+                .with_label_values(&[&addr.to_string()])
+                .inc();
+        }
+        if !tried_all {
+            METRICS.retries.inc();
+        }
+        !tried_all
+    }
+}
+
+/// The backend for the next attempt: the sticky one first, then healthy backends in the
+/// route's order, then the rest; each at most once.
+fn next_backend(ctx: &mut RequestCtx) -> Result<(Arc<Route>, usize)> {
+    let route = ctx
+        .route
+        .clone()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route to pick a backend of"))?;
+    let index = match ctx.cookie_backend.filter(|_| ctx.tried.count == 0) {
+        Some(i) => {
+            ctx.tried.mark(i);
+            i
+        }
+        None => pick(&route, ctx.ticket, &mut ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no backend left to try"))?,
+    };
+    ctx.backend = Some(index);
+    ctx.upstream_started = Some(Instant::now());
+    Ok((route, index))
+}
+
+/// Whether a request whose backend dropped the connection before any response header goes
+/// to the next backend (the caller has checked that resending it is safe); counts the retry.
+fn retry_dropped(ctx: &RequestCtx) -> bool {
+    let untried = ctx
+        .route
+        .as_ref()
+        .is_some_and(|r| ctx.tried.count < r.backends.len());
+    let retry = untried && ctx.upstream_elapsed.is_none();
+    if retry {
+        METRICS.retries.inc();
+    }
+    retry
+}
+
+/// The request header as the backend gets it: forwarding headers, credentials removed, the
+/// route's headers added.
+fn prepare_upstream_request(
+    session: &Session,
+    upstream: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let host = request_host(session.req_header());
+    let host = (!host.is_empty()).then_some(host);
+    forwarded::set_forwarded_headers(upstream, client, is_tls(session), host)?;
+    if let Some(route) = &ctx.route {
+        if let Some(auth) = &route.auth {
+            auth.strip(upstream)?;
+        }
+        for h in route.request_headers.iter() {
+            upstream.insert_header(h.written.clone(), h.value.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// The backend's response header as the client gets it: the global response headers, and a
+/// sticky cookie when the client has none for the backend that answered.
+fn finish_response_header(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    ctx.upstream_elapsed = ctx.upstream_started.map(|t| t.elapsed());
+    if let Some(headers) = &ctx.response_headers {
+        local::add_headers(resp, headers)?;
+    }
+    if let (Some(route), Some(served)) = (&ctx.route, ctx.backend) {
+        if route.sticky && ctx.cookie_backend != Some(served) {
+            let cookie = sticky::set_cookie(&route.backends[served].sticky_id, ctx.tls);
+            resp.append_header(http::header::SET_COOKIE, cookie)?;
+        }
+    }
+    Ok(())
 }
 
 /// The access log line of a finished request; the `araleztoken` parameter is left out.

@@ -1,0 +1,260 @@
+//! The direct path: a request with no body from an HTTP/1.x client to a route whose backends
+//! speak plain HTTP is forwarded with hyper's pooled HTTP/1.1 client from `request_filter`,
+//! which writes the answer itself. Pingora's proxy path costs half the throughput on such
+//! requests (its two-halves proxy loop, a task spawned per pooled connection it puts back, the
+//! request header cloned into two maps; see README "Performance"); the routing, auth, headers,
+//! balancing, retries, health marking, error pages, metrics and access log are the same code on
+//! both paths. Everything else (request bodies, which Pingora buffers for retries; WebSocket;
+//! TLS backends; HTTP/2 clients and gRPC) takes Pingora's path.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::uri::{Authority, Scheme, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+use crate::routing::Route;
+
+/// The upstream client of the direct path; one per proxy, shared by every thread.
+pub type DirectClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A client that opens connections within `connect_timeout` and keeps up to `pool_size` idle
+/// ones per backend.
+pub fn client(connect_timeout: Duration, pool_size: usize) -> DirectClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(pool_size)
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        // Header names go out as `X-Proxy-From`, as configured and as most clients write
+        // them (hyper would send them lowercase).
+        .http1_title_case_headers(true)
+        .build(connector)
+}
+
+/// How long an idle backend connection is kept (below nginx's default keepalive_timeout of
+/// 75 s, so that the proxy, not the backend, closes it).
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// Whether this request takes the direct path.
+pub fn eligible(session: &Session, route: &Route, upgrade: bool) -> bool {
+    if upgrade || session.as_http1().is_none() {
+        return false;
+    }
+    let req = session.req_header();
+    let headers = &req.headers;
+    let bodyless = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+    // Origin-form targets the URI holds exactly (absolute-form and raw non-UTF-8 paths keep
+    // Pingora's handling), and a Host header to forward.
+    let origin_form = req.raw_path().first() == Some(&b'/')
+        && req
+            .uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str().as_bytes() == req.raw_path());
+    bodyless
+        && origin_form
+        && headers.contains_key(header::HOST)
+        && route
+            .backends
+            .iter()
+            .all(|b| b.authority.is_some() && !b.health.protocol().tls)
+}
+
+/// Removes what concerns only the client's connection (RFC 9110 §7.6.1), as Pingora does
+/// before its `upstream_request_filter`: the standard hop-by-hop fields and those the client's
+/// `Connection` header names (except the ones the proxy must keep).
+pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+    let named: Vec<HeaderName> = req
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !PROTECTED.contains(&name.as_str()))
+        .collect();
+    for name in named {
+        req.remove_header(&name);
+    }
+    for name in HOP_BY_HOP {
+        req.remove_header(name);
+    }
+}
+
+const PROTECTED: [&str; 4] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+/// The request for the backend at `authority`, from the header `prepare` made.
+pub fn request(up: RequestHeader, authority: &Authority) -> Result<http::Request<Empty<Bytes>>> {
+    let mut parts = http::request::Parts::from(up);
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = parts.uri.path_and_query().cloned();
+    parts.uri = Uri::from_parts(uri)
+        .map_err(|e| Error::because(ErrorType::InternalError, "upstream URI", e))?;
+    parts.version = http::Version::HTTP_11;
+    Ok(http::Request::from_parts(parts, Empty::new()))
+}
+
+/// Why sending a request failed.
+pub enum SendError {
+    /// No connection could be made (refused, unreachable, connect timeout).
+    Connect(hyper_util::client::legacy::Error),
+    /// The connection broke before a response header.
+    Dropped(hyper_util::client::legacy::Error),
+    /// No response header within the read timeout.
+    TimedOut,
+}
+
+/// Sends `req` and waits up to `read_timeout` for the response header.
+pub async fn send(
+    client: &DirectClient,
+    req: http::Request<Empty<Bytes>>,
+    read_timeout: Duration,
+) -> std::result::Result<http::Response<Incoming>, SendError> {
+    match tokio::time::timeout(read_timeout, client.request(req)).await {
+        Err(_) => Err(SendError::TimedOut),
+        Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(e)),
+        Ok(Err(e)) => Err(SendError::Dropped(e)),
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+/// The backend's response header for the client, without the backend connection's own
+/// fields (Pingora sets the client connection's). `Transfer-Encoding` stays: it frames the
+/// body towards the client as it did from the backend. Built with Pingora's name-case map, so
+/// that the configured response headers added to it go out as written.
+pub fn response_header(parts: http::response::Parts) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(parts.status, Some(parts.headers.len() + 4))?;
+    let mut name = None;
+    for (key, value) in parts.headers {
+        // `into_iter` names only the first value of each name.
+        name = key.or(name);
+        let Some(name) = &name else { continue };
+        if !matches!(
+            name.as_str(),
+            "connection" | "keep-alive" | "proxy-connection"
+        ) {
+            resp.append_header(name.clone(), value)?;
+        }
+    }
+    Ok(resp)
+}
+
+/// Streams the backend's response body to the client, each read within `read_timeout`.
+pub async fn relay_body(
+    session: &mut Session,
+    mut body: Incoming,
+    read_timeout: Duration,
+) -> Result<()> {
+    if body.is_end_stream() {
+        return session.write_response_body(None, true).await;
+    }
+    loop {
+        let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+            Err(_) => {
+                return Err(Error::explain(
+                    ErrorType::ReadTimedout,
+                    "backend sent no body data in time",
+                )
+                .into_up())
+            }
+            Ok(None) => return session.write_response_body(None, true).await,
+            Ok(Some(frame)) => frame
+                .map_err(|e| Error::because(ErrorType::ReadError, "backend response body", e))
+                .map_err(|e| e.into_up())?,
+        };
+        // Trailers have no place in an HTTP/1.x response to the client; they are dropped.
+        if let Ok(data) = frame.into_data() {
+            session.write_response_body(Some(data), false).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_are_removed() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        for (name, value) in [
+            ("Host", "a.example"),
+            ("Connection", "keep-alive, X-Secret, Host"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+            ("X-Kept", "2"),
+        ] {
+            req.append_header(name, value).unwrap();
+        }
+        strip_hop_by_hop(&mut req);
+        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn the_request_names_the_backend_and_keeps_the_target() {
+        let mut header = RequestHeader::build("GET", b"/a/b?c=d", None).unwrap();
+        header.insert_header("Host", "site.example").unwrap();
+        let authority = Authority::from_static("127.0.0.1:9101");
+        let req = request(header, &authority).unwrap();
+        assert_eq!(req.uri().to_string(), "http://127.0.0.1:9101/a/b?c=d");
+        assert_eq!(req.headers()["host"], "site.example");
+        assert_eq!(req.version(), http::Version::HTTP_11);
+    }
+
+    #[test]
+    fn the_backend_connection_fields_are_not_relayed() {
+        let resp = http::Response::builder()
+            .status(200)
+            .header("Connection", "close")
+            .header("Keep-Alive", "timeout=5")
+            .header("Transfer-Encoding", "chunked")
+            .header("X-App", "1")
+            .header("Set-Cookie", "a=1")
+            .header("Set-Cookie", "b=2")
+            .body(())
+            .unwrap();
+        let header = response_header(resp.into_parts().0).unwrap();
+        assert!(header.headers.get("connection").is_none());
+        assert!(header.headers.get("keep-alive").is_none());
+        assert_eq!(header.headers["transfer-encoding"], "chunked");
+        assert_eq!(header.headers["x-app"], "1");
+        let cookies: Vec<_> = header.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+    }
+}
