@@ -89,7 +89,7 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
     for name in named {
         req.remove_header(&name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         req.remove_header(name);
     }
 }
@@ -101,17 +101,18 @@ const PROTECTED: [&str; 4] = [
     "x-forwarded-proto",
 ];
 
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
+/// Parsed once: removing a header by `&str` parses the name on every request.
+const HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// The request for the backend at `authority`, from the header `prepare` made.
