@@ -96,7 +96,8 @@ pub struct MainConfig {
     pub group: Option<String>,
     /// Run in the background (`-d` also does).
     pub daemon: bool,
-    /// Idle upstream connections kept for reuse, across all backends. Busy proxies hold one
+    /// Idle upstream connections kept for reuse: across all backends on Pingora's proxy path,
+    /// per backend and worker thread on the direct path (`proxy::direct`). Busy proxies hold one
     /// upstream connection per request in flight; a pool smaller than that closes and reopens
     /// connections under load (128 churned 2,700 connections/s at 300 clients).
     pub upstream_keepalive_pool_size: usize,

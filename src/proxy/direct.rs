@@ -20,26 +20,46 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
+use thread_local::ThreadLocal;
 
 use crate::routing::Route;
 
-/// The upstream client of the direct path; one per proxy, shared by every thread.
-pub type DirectClient = Client<HttpConnector, Empty<Bytes>>;
+/// The upstream clients of the direct path, one per worker thread. A pooled connection is
+/// served by a task on the thread that opened it, so a pool shared by every thread would wake
+/// another thread (and make it do half the work) for most requests once `threads` > 1.
+pub struct DirectClient {
+    clients: ThreadLocal<Client<HttpConnector, Empty<Bytes>>>,
+    connect_timeout: Duration,
+    pool_size: usize,
+}
 
-/// A client that opens connections within `connect_timeout` and keeps up to `pool_size` idle
-/// ones per backend.
-pub fn client(connect_timeout: Duration, pool_size: usize) -> DirectClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(pool_size)
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_timer(TokioTimer::new())
-        // Header names go out as `X-Proxy-From`, as configured and as most clients write
-        // them (hyper would send them lowercase).
-        .http1_title_case_headers(true)
-        .build(connector)
+impl DirectClient {
+    /// Clients that open connections within `connect_timeout` and keep up to `pool_size` idle
+    /// ones per backend, each.
+    pub fn new(connect_timeout: Duration, pool_size: usize) -> Self {
+        DirectClient {
+            clients: ThreadLocal::new(),
+            connect_timeout,
+            pool_size,
+        }
+    }
+
+    /// This thread's client, made on its first request.
+    fn client(&self) -> &Client<HttpConnector, Empty<Bytes>> {
+        self.clients.get_or(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(self.connect_timeout));
+            connector.set_nodelay(true);
+            Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(self.pool_size)
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_timer(TokioTimer::new())
+                // Header names go out as `X-Proxy-From`, as configured and as most clients
+                // write them (hyper would send them lowercase).
+                .http1_title_case_headers(true)
+                .build(connector)
+        })
+    }
 }
 
 /// How long an idle backend connection is kept (below nginx's default keepalive_timeout of
@@ -144,7 +164,7 @@ pub async fn send(
     req: http::Request<Empty<Bytes>>,
     read_timeout: Duration,
 ) -> std::result::Result<http::Response<Incoming>, SendError> {
-    match tokio::time::timeout(read_timeout, client.request(req)).await {
+    match tokio::time::timeout(read_timeout, client.client().request(req)).await {
         Err(_) => Err(SendError::TimedOut),
         Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(e)),
         Ok(Err(e)) => Err(SendError::Dropped(e)),

@@ -20,8 +20,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use context::RequestCtx;
+pub use direct::DirectClient;
 use direct::SendError;
-pub use direct::{client as direct_client, DirectClient};
 pub use local::https_location;
 
 use crate::access_log::{millis, AccessLog, Entry};
@@ -480,7 +480,8 @@ impl AralezProxy {
             let authority = route.backends[index].authority.as_ref().ok_or_else(|| {
                 Error::explain(ErrorType::InternalError, "backend without an authority")
             })?;
-            let mut upstream = session.req_header().clone();
+            // Without Pingora's name-case map: hyper title-cases every name it writes.
+            let mut upstream = RequestHeader::from(session.req_header().as_owned_parts());
             direct::strip_hop_by_hop(&mut upstream);
             prepare_upstream_request(session, &mut upstream, ctx)?;
             let request = direct::request(upstream, authority)?;
