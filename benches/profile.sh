@@ -63,7 +63,7 @@ GROUPS = [
     ("pingora", "Pingora: HTTP/1 sessions, proxy loop, connection pool"),
     ("tokio", "tokio: tasks, wakers, timers, I/O readiness"),
     ("http", "HTTP types and parsing (http, httparse, bytes)"),
-    ("hyper", "hyper: HTTP/1 connections and client pool (hyper-baseline)"),
+    ("hyper", "hyper: HTTP/1 connections and client pool"),
     ("alloc", "allocator (mimalloc; malloc and free in libc)"),
     ("rust", "Rust core, alloc and std (hashing, formatting, copies)"),
     ("aralez", "Aralez's own code (routing, headers, metrics, hooks)"),
