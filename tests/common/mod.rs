@@ -608,6 +608,20 @@ impl Proxy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("aralez.log")).unwrap_or_default()
     }
+
+    /// The log once it holds `needle`. Aralez logs an apply after swapping the table in, so a
+    /// test that has seen the new routes answer may still be ahead of the log line.
+    pub async fn log_once_it_holds(&self, needle: &str) -> String {
+        wait_for(
+            Duration::from_secs(5),
+            &format!("{needle:?} in the log"),
+            || async {
+                let log = self.log();
+                log.contains(needle).then_some(log)
+            },
+        )
+        .await
+    }
 }
 
 /// An HTTPS client for the proxy's self-signed listener, HTTP/1.1 only (so that a Host header
