@@ -20,7 +20,9 @@ start_backends() {
 need() {
     if ! command -v "$1" >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+            # A fresh machine may have no package lists yet: update once, then retry.
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+                { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
         else
             echo "missing $1: sudo apt-get install -y $2" >&2
             exit 1
@@ -96,4 +98,10 @@ for name in ("big", "big2"):
     with open(f"{sys.argv[1]}/{name}.json", "w") as f:
         f.write('{"upstreams": {\n' + ",\n".join(f"  {json.dumps(h)}: {json.dumps(b)}" for h, b in hosts.items()) + "\n}}\n")
 PY
+}
+
+# want COMMAND PACKAGE: like need, but only a note when it cannot be installed (a peer the
+# benchmark can leave out).
+want() {
+    (need "$1" "$2") || echo "leaving $1 out" >&2
 }

@@ -15,6 +15,7 @@ CONNECTIONS=${CONNECTIONS:-300}
 . benches/lib.sh
 need wrk wrk
 need nginx nginx
+want haproxy haproxy
 need taskset util-linux
 
 # pingora_baseline: a minimal Pingora proxy with default settings, to tell Pingora's own cost
