@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 /// Counts allocations so the benchmark can show that a lookup makes none; allocates with
 /// mimalloc, the binary's allocator, so that the apply stages cost what they cost in aralez.
 struct Counting;
-static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static INNER: aralez::allocator::Mimalloc = aralez::allocator::Mimalloc;
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 // The proxy's allocator, as in the other rows.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: aralez::allocator::Mimalloc = aralez::allocator::Mimalloc;
 
 const BACKENDS: [&str; 3] = ["127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103"];
 

@@ -8,7 +8,7 @@ use aralez::config::{UpstreamsConfig, ValidationContext};
 
 // The proxy's allocator, so that the count includes what allocation costs the proxy.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: aralez::allocator::Mimalloc = aralez::allocator::Mimalloc;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -14,7 +14,7 @@ use aralez::routing::{store, system_resolver, CompileEnv, RouteStore};
 use aralez::server::{Aralez, ProcessFlags};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: aralez::allocator::Mimalloc = aralez::allocator::Mimalloc;
 
 #[derive(Debug, Parser)]
 #[command(
