@@ -99,6 +99,11 @@ fn broken_files_list_every_error_with_position() {
             ],
         ),
         ("upstreams_conf: missing.yaml\n", GOOD, &["missing.yaml: cannot read"]),
+        (
+            "proxy_address_http: 127.0.0.1:8080\nconfig_address: 127.0.0.1:8080\n",
+            GOOD,
+            &["main.yaml:2:17: config_address: 127.0.0.1:8080 is also proxy_address_http's port; each listener needs its own"],
+        ),
     ];
     for (main, upstreams, expected) in cases {
         let (code, stdout, stderr) = check(main, upstreams);

@@ -250,12 +250,23 @@ impl MainConfig {
             ("config_address", Some(&self.config_address)),
             ("config_tls_address", self.config_tls_address.as_ref()),
         ];
+        // Listeners already checked, to catch two on one port: the second bind would not fail
+        // cleanly (the proxy's listeners set SO_REUSEPORT, and the process aborted in a test
+        // where the plain and TLS listeners met on one port).
+        let mut listeners: Vec<(&str, SocketAddr)> = Vec::new();
         for (key, value) in addresses {
-            if let Some(v) = value {
-                if v.parse::<SocketAddr>().is_err() {
-                    sink.push(key, format!("{v:?} is not an IP:port address"));
-                }
+            let Some(v) = value else { continue };
+            let Ok(addr) = v.parse::<SocketAddr>() else {
+                sink.push(key, format!("{v:?} is not an IP:port address"));
+                continue;
+            };
+            if let Some((other, _)) = listeners.iter().find(|(_, a)| same_socket(*a, addr)) {
+                sink.push(
+                    key,
+                    format!("{addr} is also {other}'s port; each listener needs its own"),
+                );
             }
+            listeners.push((key, addr));
         }
         if self.threads == Some(0) {
             sink.push("threads", "must be at least 1");
@@ -436,6 +447,12 @@ pub fn describe(issues: &[Issue]) -> String {
         .join("\n")
 }
 
+/// Whether two listen addresses claim the same socket: the same port on the same IP, or on
+/// a wildcard IP (0.0.0.0 or ::) and any other.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +507,25 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.issues.len(), 3, "{err}");
         assert_eq!(err.issues[0].location.map(|l| l.line), Some(1));
+    }
+
+    #[test]
+    fn two_listeners_on_one_port_are_refused() {
+        let err = MainConfig::parse(
+            "proxy_address_http: 127.0.0.1:8080\nproxy_certificates: /c\nproxy_address_tls: 0.0.0.0:8080\nconfig_address: 127.0.0.1:8081\n",
+            "main.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "main.yaml:3:20: proxy_address_tls: 0.0.0.0:8080 is also proxy_address_http's port; each listener needs its own"
+        );
+        // Other IPs on one port, or other ports on one IP, are separate sockets.
+        MainConfig::parse(
+            "proxy_address_http: 127.0.0.1:8080\nconfig_address: 127.0.0.2:8080\nconfig_tls_address: 127.0.0.1:8443\nconfig_tls_certificate: /c\nconfig_tls_key_file: /k\n",
+            "main.yaml",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -37,12 +37,22 @@ where
     }
 }
 
-/// A port that was free a moment ago (bound and released).
+/// A port that was free a moment ago (bound and released), and not handed out before in
+/// this test process: the kernel may offer a released port again, and two listeners of one
+/// proxy given the same port make a config the proxy refuses.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A backend that answers with its name and the request headers it saw.
