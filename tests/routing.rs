@@ -358,6 +358,38 @@ async fn connect_timeout_moves_to_the_next_server() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_slower_than_the_read_timeout_still_moves_to_the_next_server() {
+    // The read timeout (1 s) is shorter than the connect timeout (2 s): a backend that never
+    // completes the handshake must count as a failed connect, not as a backend that accepted
+    // the request and then went silent (which would be a 504 with no other server tried).
+    let holes = blackholes(1).await;
+    let hole = holes[0].0;
+    let up = TestBackend::start("alive").await;
+    let config = format!(
+        "upstreams:\n  t.example.com:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{hole}\", \"{}\"]\n",
+        up.server()
+    );
+    let options = ProxyOptions {
+        main_extra: "upstream_read_timeout: 1\n".into(),
+        connect_timeout: Some("2"),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&config, options).await;
+    let c = client();
+    // Round robin: one of two requests tries the hole first.
+    for _ in 0..2 {
+        let (status, body) = get(&c, &proxy, "t.example.com", "/").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(Echo::parse(&body).backend, "alive");
+    }
+    let log = proxy.log();
+    assert!(
+        log.contains(&format!("connect to backend {hole} failed")),
+        "{log}"
+    );
+}
+
 /// A proxy routing `NAME.example.com` to one backend named NAME, without health probes (they
 /// would open connections of their own), after one proxied request (protocol detection at
 /// load time opens some too). Returns the backend, the proxy, a client, and the backend's

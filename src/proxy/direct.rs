@@ -158,13 +158,19 @@ pub enum SendError {
     TimedOut,
 }
 
-/// Sends `req` and waits up to `read_timeout` for the response header.
+/// Sends `req` and waits for the response header: up to `read_timeout` after a connection
+/// was taken from the pool or opened, which takes up to the connect timeout. hyper's client
+/// does both in one future, so the bound is their sum: a connect slower than `read_timeout`
+/// still fails as a connect error (and moves on to the next server, as on Pingora's path)
+/// instead of a read timeout, at the price of waiting up to the connect timeout longer for a
+/// pooled connection's answer.
 pub async fn send(
     client: &DirectClient,
     req: http::Request<Empty<Bytes>>,
     read_timeout: Duration,
 ) -> std::result::Result<http::Response<Incoming>, SendError> {
-    match tokio::time::timeout(read_timeout, client.client().request(req)).await {
+    let bound = client.connect_timeout + read_timeout;
+    match tokio::time::timeout(bound, client.client().request(req)).await {
         Err(_) => Err(SendError::TimedOut),
         Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(e)),
         Ok(Err(e)) => Err(SendError::Dropped(e)),

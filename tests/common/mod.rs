@@ -455,6 +455,8 @@ pub struct ProxyOptions {
     pub tls: bool,
     /// log_level (default info).
     pub log_level: Option<&'static str>,
+    /// connect_timeout in seconds (default 1).
+    pub connect_timeout: Option<&'static str>,
     /// Serve the config API over HTTPS too, with a self-signed certificate for localhost.
     pub api_tls: bool,
     /// Keep upstreams.yaml in this folder instead of the proxy's own.
@@ -477,8 +479,9 @@ impl Proxy {
             .unwrap_or(dir.path())
             .join("upstreams.yaml");
         let mut main = format!(
-            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{api_port}\nupstreams_conf: {upstreams}\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: 1\n",
+            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{api_port}\nupstreams_conf: {upstreams}\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: {connect}\n",
             level = options.log_level.unwrap_or("info"),
+            connect = options.connect_timeout.unwrap_or("1"),
             upstreams = upstreams_path.display(),
             pid = dir.path().join("aralez.pid").display(),
             sock = dir.path().join("aralez.sock").display(),
