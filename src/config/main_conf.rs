@@ -250,9 +250,11 @@ impl MainConfig {
             ("config_address", Some(&self.config_address)),
             ("config_tls_address", self.config_tls_address.as_ref()),
         ];
-        // Listeners already checked, to catch two on one port: the second bind would not fail
-        // cleanly (the proxy's listeners set SO_REUSEPORT, and the process aborted in a test
-        // where the plain and TLS listeners met on one port).
+        // Listeners already checked, to catch two on one port. Pingora keys its listening
+        // sockets by address, so a second proxy listener on the same address would wrap the
+        // first one's descriptor (a debug build aborted on the double close); on a wildcard
+        // and a specific IP, or against the API's listeners, the later bind fails with a
+        // less helpful error.
         let mut listeners: Vec<(&str, SocketAddr)> = Vec::new();
         for (key, value) in addresses {
             let Some(v) = value else { continue };
