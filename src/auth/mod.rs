@@ -8,6 +8,7 @@ pub mod secret;
 use pingora::http::RequestHeader;
 
 use crate::config::upstreams::AuthConfig;
+use crate::proxy::Outgoing;
 
 pub use basic::BasicAuth;
 pub use jwt::JwtVerifier;
@@ -15,6 +16,8 @@ pub use jwt::JwtVerifier;
 /// The query parameter that may carry a JWT.
 pub const TOKEN_PARAM: &str = "araleztoken";
 const API_KEY_HEADER: &str = "x-api-key";
+/// The same, parsed once: removing a header by `&str` parses the name on every request.
+const API_KEY_NAME: http::HeaderName = http::HeaderName::from_static(API_KEY_HEADER);
 
 /// The outcome of checking a request's credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,22 +82,17 @@ impl RouteAuth {
     }
 
     /// Removes the credentials this route consumed from the request sent upstream.
-    pub fn strip(&self, upstream: &mut RequestHeader) -> pingora::Result<()> {
+    pub fn strip(&self, upstream: &mut impl Outgoing) {
         match self {
-            RouteAuth::Basic(_) => {
-                upstream.remove_header("authorization");
-            }
-            RouteAuth::ApiKey(_) => {
-                upstream.remove_header(API_KEY_HEADER);
-            }
+            RouteAuth::Basic(_) => upstream.remove(&http::header::AUTHORIZATION),
+            RouteAuth::ApiKey(_) => upstream.remove(&API_KEY_NAME),
             RouteAuth::Jwt(_) => {
-                upstream.remove_header("authorization");
-                if let Some(uri) = without_query_param(&upstream.uri, TOKEN_PARAM) {
+                upstream.remove(&http::header::AUTHORIZATION);
+                if let Some(uri) = without_query_param(upstream.uri(), TOKEN_PARAM) {
                     upstream.set_uri(uri);
                 }
             }
         }
-        Ok(())
     }
 }
 

@@ -93,10 +93,12 @@ pub fn eligible(session: &Session, route: &Route, upgrade: bool) -> bool {
             .all(|b| b.authority.is_some() && !b.health.protocol().tls)
 }
 
-/// Removes what concerns only the client's connection (RFC 9110 §7.6.1), as Pingora does
-/// before its `upstream_request_filter`: the standard hop-by-hop fields and those the client's
-/// `Connection` header names (except the ones the proxy must keep).
-pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+/// The client's request as the backend's request starts out: the same method, target and
+/// fields, without what concerns only the client's connection (RFC 9110 §7.6.1): the standard
+/// hop-by-hop fields and those the client's `Connection` header names (except the ones the
+/// proxy must keep). Built field by field into a map sized for the headers still to come, as
+/// Pingora's path removes the same before its `upstream_request_filter`.
+pub fn upstream_parts(req: &RequestHeader) -> http::request::Parts {
     let named: Vec<HeaderName> = req
         .headers
         .get_all(header::CONNECTION)
@@ -106,13 +108,22 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
         .filter(|name| !PROTECTED.contains(&name.as_str()))
         .collect();
-    for name in named {
-        req.remove_header(&name);
+    let mut headers = http::HeaderMap::with_capacity(req.headers.len() + ADDED);
+    for (name, value) in req.headers.iter() {
+        if !HOP_BY_HOP.contains(name) && !named.contains(name) {
+            headers.append(name.clone(), value.clone());
+        }
     }
-    for name in &HOP_BY_HOP {
-        req.remove_header(name);
-    }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = req.method.clone();
+    parts.uri = req.uri.clone();
+    parts.version = http::Version::HTTP_11;
+    parts.headers = headers;
+    parts
 }
+
+/// Room for the fields the proxy adds (forwarding headers and a few of the route's).
+const ADDED: usize = 6;
 
 const PROTECTED: [&str; 4] = [
     "host",
@@ -135,16 +146,17 @@ const HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
-/// The request for the backend at `authority`, from the header `prepare` made.
-pub fn request(up: RequestHeader, authority: &Authority) -> Result<http::Request<Empty<Bytes>>> {
-    let mut parts = http::request::Parts::from(up);
+/// The request for the backend at `authority`, from the parts `prepare` made.
+pub fn request(
+    mut parts: http::request::Parts,
+    authority: &Authority,
+) -> Result<http::Request<Empty<Bytes>>> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(authority.clone());
     uri.path_and_query = parts.uri.path_and_query().cloned();
     parts.uri = Uri::from_parts(uri)
         .map_err(|e| Error::because(ErrorType::InternalError, "upstream URI", e))?;
-    parts.version = http::Version::HTTP_11;
     Ok(http::Request::from_parts(parts, Empty::new()))
 }
 
@@ -180,24 +192,42 @@ pub async fn send(
 
 /// The backend's response header for the client, without the backend connection's own
 /// fields (Pingora sets the client connection's). `Transfer-Encoding` stays: it frames the
-/// body towards the client as it did from the backend. Built with Pingora's name-case map, so
-/// that the configured response headers added to it go out as written.
-pub fn response_header(parts: http::response::Parts) -> Result<ResponseHeader> {
+/// body towards the client as it did from the backend. With `keep_case` (when configured
+/// response headers will be added, to go out as written) it is built with Pingora's name-case
+/// map; without, the backend's map is taken as it is, which writes the same names (standard
+/// ones title-cased, others as hyper read them) at a fraction of the cost.
+pub fn response_header(
+    mut parts: http::response::Parts,
+    keep_case: bool,
+) -> Result<ResponseHeader> {
+    if !keep_case {
+        for name in &BACKEND_CONNECTION {
+            parts.headers.remove(name);
+        }
+        // The client gets HTTP/1.1 whatever the backend spoke, as on the case-keeping branch.
+        parts.version = http::Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
+        return Ok(ResponseHeader::from(parts));
+    }
     let mut resp = ResponseHeader::build(parts.status, Some(parts.headers.len() + 4))?;
     let mut name = None;
     for (key, value) in parts.headers {
         // `into_iter` names only the first value of each name.
         name = key.or(name);
         let Some(name) = &name else { continue };
-        if !matches!(
-            name.as_str(),
-            "connection" | "keep-alive" | "proxy-connection"
-        ) {
+        if !BACKEND_CONNECTION.contains(name) {
             resp.append_header(name.clone(), value)?;
         }
     }
     Ok(resp)
 }
+
+/// The backend connection's own fields, not relayed.
+const BACKEND_CONNECTION: [HeaderName; 3] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
 
 /// Streams the backend's response body to the client, each read within `read_timeout`.
 pub async fn relay_body(
@@ -224,7 +254,13 @@ pub async fn relay_body(
         };
         // Trailers have no place in an HTTP/1.x response to the client; they are dropped.
         if let Ok(data) = frame.into_data() {
-            session.write_response_body(Some(data), false).await?;
+            // A body whose length the backend gave ends with its last frame: finish it in the
+            // same call rather than with another round through Pingora's body writer.
+            let end = body.is_end_stream();
+            session.write_response_body(Some(data), end).await?;
+            if end {
+                return Ok(());
+            }
         }
     }
 }
@@ -247,8 +283,8 @@ mod tests {
         ] {
             req.append_header(name, value).unwrap();
         }
-        strip_hop_by_hop(&mut req);
-        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        let parts = upstream_parts(&req);
+        let mut left: Vec<&str> = parts.headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["host", "x-kept"]);
     }
@@ -258,7 +294,7 @@ mod tests {
         let mut header = RequestHeader::build("GET", b"/a/b?c=d", None).unwrap();
         header.insert_header("Host", "site.example").unwrap();
         let authority = Authority::from_static("127.0.0.1:9101");
-        let req = request(header, &authority).unwrap();
+        let req = request(upstream_parts(&header), &authority).unwrap();
         assert_eq!(req.uri().to_string(), "http://127.0.0.1:9101/a/b?c=d");
         assert_eq!(req.headers()["host"], "site.example");
         assert_eq!(req.version(), http::Version::HTTP_11);
@@ -268,6 +304,7 @@ mod tests {
     fn the_backend_connection_fields_are_not_relayed() {
         let resp = http::Response::builder()
             .status(200)
+            .version(http::Version::HTTP_10)
             .header("Connection", "close")
             .header("Keep-Alive", "timeout=5")
             .header("Transfer-Encoding", "chunked")
@@ -276,12 +313,21 @@ mod tests {
             .header("Set-Cookie", "b=2")
             .body(())
             .unwrap();
-        let header = response_header(resp.into_parts().0).unwrap();
-        assert!(header.headers.get("connection").is_none());
-        assert!(header.headers.get("keep-alive").is_none());
-        assert_eq!(header.headers["transfer-encoding"], "chunked");
-        assert_eq!(header.headers["x-app"], "1");
-        let cookies: Vec<_> = header.headers.get_all("set-cookie").iter().collect();
-        assert_eq!(cookies, ["a=1", "b=2"]);
+        for keep_case in [false, true] {
+            let header = response_header(resp.clone().into_parts().0, keep_case).unwrap();
+            assert!(header.headers.get("connection").is_none());
+            assert!(header.headers.get("keep-alive").is_none());
+            assert_eq!(header.headers["transfer-encoding"], "chunked");
+            assert_eq!(header.headers["x-app"], "1");
+            let cookies: Vec<_> = header.headers.get_all("set-cookie").iter().collect();
+            assert_eq!(cookies, ["a=1", "b=2"]);
+            // Both ways write the same names on the wire.
+            let mut wire = Vec::new();
+            header.header_to_h1_wire(&mut wire);
+            let wire = String::from_utf8(wire).unwrap();
+            assert!(wire.contains("Transfer-Encoding: chunked\r\n"), "{wire}");
+            assert!(wire.contains("x-app: 1\r\n"), "{wire}");
+            assert_eq!(header.version, http::Version::HTTP_11);
+        }
     }
 }

@@ -2,20 +2,32 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use pingora::http::RequestHeader;
-use pingora::Result;
+use pingora::{ErrorType, OrErr, Result};
 
-/// Names as they go on the wire (Pingora's path sends them as written; the direct path's
-/// client title-cases every name, which gives the same).
-const XFF: &str = "X-Forwarded-For";
-/// The same, parsed once: looking a header up by `&str` parses the name on every request.
-const XFF_NAME: HeaderName = HeaderName::from_static("x-forwarded-for");
+use super::outgoing::Outgoing;
+
+/// The names, parsed once, and as they go on the wire (Pingora's path sends them as written;
+/// the direct path's client title-cases every name, which gives the same).
+const XFF: (HeaderName, &str) = (
+    HeaderName::from_static("x-forwarded-for"),
+    "X-Forwarded-For",
+);
+const REAL_IP: (HeaderName, &str) = (HeaderName::from_static("x-real-ip"), "X-Real-IP");
+const PROTO: (HeaderName, &str) = (
+    HeaderName::from_static("x-forwarded-proto"),
+    "X-Forwarded-Proto",
+);
+const HOST: (HeaderName, &str) = (
+    HeaderName::from_static("x-forwarded-host"),
+    "X-Forwarded-Host",
+);
 
 /// Appends the client to any existing `X-Forwarded-For` chain and sets `X-Forwarded-Proto`,
 /// `X-Forwarded-Host` and `X-Real-IP`, replacing what the client sent for those three.
 pub fn set_forwarded_headers(
-    req: &mut RequestHeader,
+    req: &mut impl Outgoing,
     client: Option<IpAddr>,
     https: bool,
     host: Option<&str>,
@@ -24,8 +36,8 @@ pub fn set_forwarded_headers(
         let ip = ip_text(ip);
         let chain = {
             let mut previous = req
-                .headers
-                .get_all(&XFF_NAME)
+                .headers()
+                .get_all(&XFF.0)
                 .iter()
                 .filter_map(|v| v.to_str().ok());
             match previous.next() {
@@ -42,15 +54,27 @@ pub fn set_forwarded_headers(
                 }
             }
         };
-        req.insert_header(XFF, chain)?;
-        req.insert_header("X-Real-IP", ip)?;
+        set(req, &XFF, value(chain)?)?;
+        set(req, &REAL_IP, value(ip)?)?;
     }
     let proto = HeaderValue::from_static(if https { "https" } else { "http" });
-    req.insert_header("X-Forwarded-Proto", proto)?;
+    set(req, &PROTO, proto)?;
     if let Some(host) = host {
-        req.insert_header("X-Forwarded-Host", host)?;
+        set(req, &HOST, value(host)?)?;
     }
     Ok(())
+}
+
+fn set(req: &mut impl Outgoing, name: &(HeaderName, &'static str), v: HeaderValue) -> Result<()> {
+    req.set(&name.0, Bytes::from_static(name.1.as_bytes()), v)
+}
+
+/// A header value from text the request or the socket gave.
+fn value<T>(text: T) -> Result<HeaderValue>
+where
+    HeaderValue: TryFrom<T, Error = http::header::InvalidHeaderValue>,
+{
+    HeaderValue::try_from(text).or_err(ErrorType::InvalidHTTPHeader, "forwarding header value")
 }
 
 /// The client's address as header text. IPv4 is written with `itoa` rather than `Display`,
@@ -75,6 +99,7 @@ fn ip_text(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora::http::RequestHeader;
 
     fn header(req: &RequestHeader, name: &str) -> Option<String> {
         req.headers

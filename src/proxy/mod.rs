@@ -7,6 +7,7 @@ mod forwarded;
 mod grpc;
 mod guard;
 mod local;
+mod outgoing;
 mod upstream;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use context::RequestCtx;
 pub use direct::DirectClient;
 use direct::SendError;
 pub use local::https_location;
+pub use outgoing::Outgoing;
 
 use crate::access_log::{millis, AccessLog, Entry};
 use crate::auth::{without_query_param, RouteAuth, Verdict, TOKEN_PARAM};
@@ -481,8 +483,7 @@ impl AralezProxy {
                 Error::explain(ErrorType::InternalError, "backend without an authority")
             })?;
             // Without Pingora's name-case map: hyper title-cases every name it writes.
-            let mut upstream = RequestHeader::from(session.req_header().as_owned_parts());
-            direct::strip_hop_by_hop(&mut upstream);
+            let mut upstream = direct::upstream_parts(session.req_header());
             prepare_upstream_request(session, &mut upstream, ctx)?;
             let request = direct::request(upstream, authority)?;
             match direct::send(&self.direct, request, read_timeout).await {
@@ -511,7 +512,11 @@ impl AralezProxy {
             }
         };
         let (parts, body) = response.into_parts();
-        let mut header = direct::response_header(parts)?;
+        let keep_case = ctx
+            .response_headers
+            .as_deref()
+            .is_some_and(|h| !h.is_empty());
+        let mut header = direct::response_header(parts, keep_case)?;
         finish_response_header(&mut header, ctx)?;
         session
             .write_response_header(Box::new(header), false)
@@ -602,7 +607,7 @@ fn retry_dropped(ctx: &RequestCtx) -> bool {
 /// route's headers added.
 fn prepare_upstream_request(
     session: &Session,
-    upstream: &mut RequestHeader,
+    upstream: &mut impl Outgoing,
     ctx: &RequestCtx,
 ) -> Result<()> {
     let client = session
@@ -614,10 +619,10 @@ fn prepare_upstream_request(
     forwarded::set_forwarded_headers(upstream, client, is_tls(session), host)?;
     if let Some(route) = &ctx.route {
         if let Some(auth) = &route.auth {
-            auth.strip(upstream)?;
+            auth.strip(upstream);
         }
         for h in route.request_headers.iter() {
-            upstream.insert_header(h.written.clone(), h.value.clone())?;
+            upstream.set(&h.name, h.written.clone(), h.value.clone())?;
         }
     }
     Ok(())
