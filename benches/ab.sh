@@ -35,14 +35,11 @@ start_backends
 for _ in $(seq "$ROUNDS"); do
     for i in $(seq $#); do
         bin=${!i}
-        taskset -c "$PROXY_CPU" "$bin" -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" &
-        proxy=$!
-        wait_port 8080
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/report.lua http://127.0.0.1:8080/ >/dev/null
-        line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s benches/report.lua http://127.0.0.1:8080/ | grep '^RESULT')
+        ARALEZ_BIN=$bin start_proxy aralez
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s -s benches/report.lua "http://127.0.0.1:$PORT/" >/dev/null
+        line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s benches/report.lua "http://127.0.0.1:$PORT/" | grep '^RESULT')
         echo "$i $bin $line" | tee -a "$WORK/runs"
-        kill "$proxy"; wait "$proxy" 2>/dev/null || true
-        sleep 0.5
+        stop_proxy
     done
 done
 

@@ -40,8 +40,8 @@ request_instructions() {
     taskset -c "$PROXY_CPU" valgrind --tool=callgrind --callgrind-out-file="$WORK/proxy.cg" \
         "${ARALEZ_BIN:-./target/release/aralez}" -c "$WORK/aralez-main.yaml" 2>"$WORK/valgrind.err" &
     local proxy=$!
-    # Under valgrind the proxy starts tens of times slower: wait for its port.
-    for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; sleep 0.1; done
+    # Under valgrind the proxy starts tens of times slower.
+    wait_port 8080 30
     taskset -c "$LOAD_CPU" wrk -t1 -c50 -d3s -s benches/report.lua http://127.0.0.1:8080/ >/dev/null
     callgrind_control -z "$proxy" >/dev/null 2>&1
     local line requests

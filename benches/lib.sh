@@ -30,9 +30,10 @@ need() {
     fi
 }
 
-# wait_port PORT: wait up to 10 s for something to listen on 127.0.0.1:PORT.
+# wait_port PORT [SECONDS]: wait up to SECONDS (10 by default) for something to listen on
+# 127.0.0.1:PORT.
 wait_port() {
-    for _ in $(seq 100); do
+    for _ in $(seq $((${2:-10} * 10))); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
@@ -40,12 +41,13 @@ wait_port() {
     return 1
 }
 
-# start_proxy NAME: starts aralez, pingora-defaults, hyper-baseline, nginx or haproxy on CPU
+# start_proxy NAME: starts aralez (the build ARALEZ_BIN names, target/release by default),
+# pingora-defaults, hyper-baseline, nginx or haproxy on CPU
 # $PROXY_CPU with the plain-HTTP peer configs rendered into $WORK, and waits for its port. Sets PORT, MASTER
 # (the process to stop) and PID (the process that does the work: nginx's worker).
 start_proxy() {
     case $1 in
-        aralez) taskset -c "$PROXY_CPU" ./target/release/aralez -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
+        aralez) taskset -c "$PROXY_CPU" "${ARALEZ_BIN:-./target/release/aralez}" -c "$WORK/aralez-main.yaml" 2>"$WORK/aralez.err" & PORT=8080 ;;
         pingora-defaults) taskset -c "$PROXY_CPU" ./target/release/examples/pingora_baseline 2>"$WORK/pingora.err" & PORT=8083 ;;
         hyper-baseline) taskset -c "$PROXY_CPU" ./target/release/examples/hyper_baseline 2>"$WORK/hyper.err" & PORT=8084 ;;
         nginx) taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK" & PORT=8081 ;;
