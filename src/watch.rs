@@ -55,13 +55,17 @@ where
                 return;
             }
         };
-    // Whatever changed between the caller's first load and this watch is only seen this way.
-    on_change().await;
+    // Whatever changed between the caller's first load and this watch is only seen by a
+    // catch-up call. It is debounced like any burst: a write may be in progress right now.
+    let mut catching_up = true;
     loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            event = rx.recv() => if event.is_none() { return },
+        if !catching_up {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                event = rx.recv() => if event.is_none() { return },
+            }
         }
+        catching_up = false;
         let first = Instant::now();
         loop {
             let wait = DEBOUNCE.min(MAX_DELAY.saturating_sub(first.elapsed()));

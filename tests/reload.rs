@@ -107,6 +107,21 @@ async fn invalid_file_keeps_the_old_routes() {
             .as_deref(),
         Some("a")
     );
+    // An emptied file (a truncation, or a save caught half-way) is refused, not taken as
+    // "no routes".
+    write_atomic(&proxy.upstreams_path(), "# being rewritten\n");
+    wait_for(
+        Duration::from_secs(5),
+        "the empty-document error in the log",
+        || async { proxy.log().contains("the document is empty").then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        backend_of(&c, &proxy, "r.example.com", "/")
+            .await
+            .as_deref(),
+        Some("a")
+    );
     // And a fixed file is taken again.
     write_atomic(
         &proxy.upstreams_path(),

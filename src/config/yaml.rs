@@ -51,10 +51,16 @@ fn parse_tree(text: &str) -> Result<Node, serde_yaml::Error> {
 }
 
 /// Parses `text` (the routing document) as one YAML or JSON document whose root is a
-/// mapping. An empty document is an empty mapping.
+/// mapping. An empty document (nothing but blanks and comments) is refused: it is far more
+/// often a save caught half-way or a truncated file than a wish to drop every route, and
+/// applying it would do exactly that. `upstreams: {}` says "no hosts" on purpose.
 pub fn load_tree(text: &str, file: &str) -> Result<Map, ConfigError> {
     match parse_tree(text).map_err(|e| syntax_error(&e, file, text))? {
-        Node::Null => Ok(Map::default()),
+        Node::Null => Err(ConfigError::whole_file(
+            file,
+            "the document is empty (a save in progress or a truncated file?); \
+             write `upstreams: {}` to serve no hosts",
+        )),
         Node::Mapping(m) => Ok(m),
         other => Err(not_a_mapping(other.kind(), file)),
     }
@@ -232,6 +238,17 @@ mod tests {
         ] {
             assert!(err.to_string().contains("must be a mapping"), "{err}");
         }
-        assert!(load_tree("", "f.yaml").unwrap().is_empty());
+    }
+
+    #[test]
+    fn empty_document_is_refused_but_an_empty_mapping_is_not() {
+        for text in ["", "\n  \n", "# only a comment\n", "---\n"] {
+            let err = load_tree(text, "f.yaml").unwrap_err().to_string();
+            assert!(
+                err.contains("f.yaml") && err.contains("empty"),
+                "{text:?}: {err}"
+            );
+        }
+        assert!(load_tree("{}", "f.yaml").unwrap().is_empty());
     }
 }
