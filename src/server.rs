@@ -168,7 +168,7 @@ impl Aralez {
             keepalive_timeout: main.keepalive_timeout,
             in_flight: in_flight.clone(),
             access_log,
-            direct: crate::proxy::DirectClient::new(
+            direct: crate::proxy::ConnectionPools::new(
                 main.connect_timeout(),
                 main.upstream_keepalive_pool_size,
             ),

@@ -1,6 +1,6 @@
 //! The direct path: a request with no body from an HTTP/1.x client to a route whose backends
-//! speak plain HTTP is forwarded with hyper's pooled HTTP/1.1 client from `request_filter`,
-//! which writes the answer itself. Pingora's proxy path costs half the throughput on such
+//! speak plain HTTP is forwarded on hyper's HTTP/1.1 connections (kept per backend and
+//! worker thread by `direct_pool`) from `request_filter`, which writes the answer itself. Pingora's proxy path costs half the throughput on such
 //! requests (its two-halves proxy loop, a task spawned per pooled connection it puts back, the
 //! request header cloned into two maps; see README "Performance"); the routing, auth, headers,
 //! balancing, retries, health marking, error pages, metrics and access log are the same code on
@@ -11,60 +11,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::uri::{Authority, Scheme, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
-use thread_local::ThreadLocal;
 
 use crate::routing::Route;
-
-/// The upstream clients of the direct path, one per worker thread. A pooled connection is
-/// served by a task on the thread that opened it, so a pool shared by every thread would wake
-/// another thread (and make it do half the work) for most requests once `threads` > 1.
-pub struct DirectClient {
-    clients: ThreadLocal<Client<HttpConnector, Empty<Bytes>>>,
-    connect_timeout: Duration,
-    pool_size: usize,
-}
-
-impl DirectClient {
-    /// Clients that open connections within `connect_timeout` and keep up to `pool_size` idle
-    /// ones per backend, each.
-    pub fn new(connect_timeout: Duration, pool_size: usize) -> Self {
-        DirectClient {
-            clients: ThreadLocal::new(),
-            connect_timeout,
-            pool_size,
-        }
-    }
-
-    /// This thread's client, made on its first request.
-    fn client(&self) -> &Client<HttpConnector, Empty<Bytes>> {
-        self.clients.get_or(|| {
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(self.connect_timeout));
-            connector.set_nodelay(true);
-            Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(self.pool_size)
-                .pool_idle_timeout(POOL_IDLE)
-                .pool_timer(TokioTimer::new())
-                // Header names go out as `X-Proxy-From`, as configured and as most clients
-                // write them (hyper would send them lowercase).
-                .http1_title_case_headers(true)
-                .build(connector)
-        })
-    }
-}
-
-/// How long an idle backend connection is kept (below nginx's default keepalive_timeout of
-/// 75 s, so that the proxy, not the backend, closes it).
-const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Whether this request takes the direct path.
 pub fn eligible(session: &Session, route: &Route, upgrade: bool) -> bool {
@@ -87,10 +40,7 @@ pub fn eligible(session: &Session, route: &Route, upgrade: bool) -> bool {
     bodyless
         && origin_form
         && headers.contains_key(header::HOST)
-        && route
-            .backends
-            .iter()
-            .all(|b| b.authority.is_some() && !b.health.protocol().tls)
+        && route.backends.iter().all(|b| !b.health.protocol().tls)
 }
 
 /// The client's request as the backend's request starts out: the same method, target and
@@ -146,48 +96,17 @@ const HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
-/// The request for the backend at `authority`, from the parts `prepare` made.
-pub fn request(
-    mut parts: http::request::Parts,
-    authority: &Authority,
-) -> Result<http::Request<Empty<Bytes>>> {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(authority.clone());
-    uri.path_and_query = parts.uri.path_and_query().cloned();
-    parts.uri = Uri::from_parts(uri)
-        .map_err(|e| Error::because(ErrorType::InternalError, "upstream URI", e))?;
-    Ok(http::Request::from_parts(parts, Empty::new()))
-}
-
-/// Why sending a request failed.
-pub enum SendError {
-    /// No connection could be made (refused, unreachable, connect timeout).
-    Connect(hyper_util::client::legacy::Error),
-    /// The connection broke before a response header.
-    Dropped(hyper_util::client::legacy::Error),
-    /// No response header within the read timeout.
-    TimedOut,
-}
-
-/// Sends `req` and waits for the response header: up to `read_timeout` after a connection
-/// was taken from the pool or opened, which takes up to the connect timeout. hyper's client
-/// does both in one future, so the bound is their sum: a connect slower than `read_timeout`
-/// still fails as a connect error (and moves on to the next server, as on Pingora's path)
-/// instead of a read timeout, at the price of waiting up to the connect timeout longer for a
-/// pooled connection's answer.
-pub async fn send(
-    client: &DirectClient,
-    req: http::Request<Empty<Bytes>>,
-    read_timeout: Duration,
-) -> std::result::Result<http::Response<Incoming>, SendError> {
-    let bound = client.connect_timeout + read_timeout;
-    match tokio::time::timeout(bound, client.client().request(req)).await {
-        Err(_) => Err(SendError::TimedOut),
-        Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(e)),
-        Ok(Err(e)) => Err(SendError::Dropped(e)),
-        Ok(Ok(resp)) => Ok(resp),
+/// The request for the backend, from the parts `prepare` made: its target in origin form
+/// (`/path?query`), as a request to a server (not to a proxy) is written.
+pub fn request(mut parts: http::request::Parts) -> http::Request<Empty<Bytes>> {
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let mut uri = http::uri::Parts::default();
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        if let Ok(origin) = http::Uri::from_parts(uri) {
+            parts.uri = origin;
+        }
     }
+    http::Request::from_parts(parts, Empty::new())
 }
 
 /// The backend's response header for the client, without the backend connection's own
@@ -290,12 +209,11 @@ mod tests {
     }
 
     #[test]
-    fn the_request_names_the_backend_and_keeps_the_target() {
+    fn the_request_keeps_the_target_in_origin_form() {
         let mut header = RequestHeader::build("GET", b"/a/b?c=d", None).unwrap();
         header.insert_header("Host", "site.example").unwrap();
-        let authority = Authority::from_static("127.0.0.1:9101");
-        let req = request(upstream_parts(&header), &authority).unwrap();
-        assert_eq!(req.uri().to_string(), "http://127.0.0.1:9101/a/b?c=d");
+        let req = request(upstream_parts(&header));
+        assert_eq!(req.uri().to_string(), "/a/b?c=d");
         assert_eq!(req.headers()["host"], "site.example");
         assert_eq!(req.version(), http::Version::HTTP_11);
     }

@@ -3,6 +3,7 @@
 
 mod context;
 mod direct;
+mod direct_pool;
 mod forwarded;
 mod grpc;
 mod guard;
@@ -21,8 +22,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use context::RequestCtx;
-pub use direct::DirectClient;
-use direct::SendError;
+pub use direct_pool::ConnectionPools;
+use direct_pool::SendError;
 pub use local::https_location;
 pub use outgoing::Outgoing;
 
@@ -56,7 +57,8 @@ pub struct AralezProxy {
     /// None when the access log is off.
     pub access_log: Option<AccessLog>,
     /// The upstream client of the direct path (`direct`).
-    pub direct: DirectClient,
+    /// The direct path's backend connections.
+    pub direct: ConnectionPools,
 }
 
 /// The host a request names: the URI authority (HTTP/2 `:authority`), the authority of an
@@ -479,14 +481,15 @@ impl AralezProxy {
         let idempotent = session.req_header().method.is_idempotent();
         let response = loop {
             let (route, index) = next_backend(ctx)?;
-            let authority = route.backends[index].authority.as_ref().ok_or_else(|| {
-                Error::explain(ErrorType::InternalError, "backend without an authority")
-            })?;
-            // Without Pingora's name-case map: hyper title-cases every name it writes.
-            let mut upstream = direct::upstream_parts(session.req_header());
-            prepare_upstream_request(session, &mut upstream, ctx)?;
-            let request = direct::request(upstream, authority)?;
-            match direct::send(&self.direct, request, read_timeout).await {
+            let addr = route.backends[index].addr;
+            let request = direct_request(session, ctx)?;
+            // Built again only if a kept-alive connection breaks under it (and it is safe).
+            let resend = || {
+                idempotent
+                    .then(|| direct_request(session, ctx).ok())
+                    .flatten()
+            };
+            match self.direct.send(addr, request, resend, read_timeout).await {
                 Ok(response) => break response,
                 Err(SendError::Connect(e)) => {
                     if !self.connect_failed(session, ctx, &e) {
@@ -511,6 +514,7 @@ impl AralezProxy {
                 }
             }
         };
+        let (response, lease) = response;
         let (parts, body) = response.into_parts();
         let keep_case = ctx
             .response_headers
@@ -521,7 +525,10 @@ impl AralezProxy {
         session
             .write_response_header(Box::new(header), false)
             .await?;
-        direct::relay_body(session, body, read_timeout).await
+        direct::relay_body(session, body, read_timeout).await?;
+        // Read to its end: the connection can take the next request.
+        lease.release();
+        Ok(())
     }
 
     /// Bookkeeping of a failed connection attempt (log, health, metrics); true when another
@@ -587,6 +594,17 @@ fn next_backend(ctx: &mut RequestCtx) -> Result<(Arc<Route>, usize)> {
     ctx.backend = Some(index);
     ctx.upstream_started = Some(Instant::now());
     Ok((route, index))
+}
+
+/// The backend's request on the direct path. Without Pingora's name-case map: hyper
+/// title-cases every name it writes.
+fn direct_request(
+    session: &Session,
+    ctx: &RequestCtx,
+) -> Result<http::Request<http_body_util::Empty<bytes::Bytes>>> {
+    let mut upstream = direct::upstream_parts(session.req_header());
+    prepare_upstream_request(session, &mut upstream, ctx)?;
+    Ok(direct::request(upstream))
 }
 
 /// Whether a request whose backend dropped the connection before any response header goes

@@ -43,7 +43,6 @@ impl CompileEnv<'_> {
             name: name.into(),
             health: self.health.entry(key),
             sticky_id: sticky::backend_id(self.sticky_key, &addr).into(),
-            authority: http::uri::Authority::try_from(addr.to_string()).ok(),
         }
     }
 }

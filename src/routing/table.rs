@@ -21,9 +21,6 @@ pub struct Backend {
     pub health: Arc<BackendHealth>,
     /// The id sticky-session cookies carry for this backend.
     pub sticky_id: Arc<str>,
-    /// `addr` as a URI authority, for requests sent on the direct path (`proxy::direct`).
-    /// (None never happens: a socket address always prints as one.)
-    pub authority: Option<http::uri::Authority>,
 }
 
 /// A path prefix of a host with everything needed to serve it.

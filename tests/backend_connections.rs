@@ -1,0 +1,128 @@
+//! Connections to backends on the direct path: a client's keep-alive requests reuse one
+//! backend connection, and a kept-alive connection the backend closes under a request costs a
+//! GET nothing while a POST is never sent twice.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Marks the test's own requests, so that health probes are not counted.
+const MARK: &str = "x-test-request";
+
+/// A raw HTTP/1.1 backend that answers up to `answers` requests on each connection, with the
+/// connection's number as the body, and closes the connection without answering the request
+/// after those (as a backend whose keep-alive timeout fired just as the request arrived).
+/// Counts the connections that carried a marked request.
+async fn keepalive_backend(answers: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve_connection(stream, answers, counter.clone()));
+        }
+    });
+    (addr, connections)
+}
+
+async fn serve_connection(mut stream: TcpStream, answers: usize, counter: Arc<AtomicUsize>) {
+    let mut id = None;
+    let mut answered = 0;
+    let mut buf = Vec::new();
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        buf.drain(..end + 4);
+        if answered == answers {
+            return;
+        }
+        if head.contains(MARK) && id.is_none() {
+            id = Some(counter.fetch_add(1, Ordering::SeqCst) + 1);
+        }
+        let body = id.unwrap_or(0).to_string();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+        answered += 1;
+    }
+}
+
+fn route(backend: SocketAddr) -> String {
+    format!("upstreams:\n  k.example.com:\n    paths:\n      \"/\":\n        servers: [\"{backend}\"]\n")
+}
+
+/// Sends `method` through the proxy; status and body.
+async fn send(c: &reqwest::Client, proxy: &Proxy, method: reqwest::Method) -> (u16, String) {
+    let resp = c
+        .request(method.clone(), proxy.url("/"))
+        .header("host", "k.example.com")
+        .header(MARK, "1")
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} through the proxy failed: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_connection_s_requests_share_one_backend_connection() {
+    let (backend, connections) = keepalive_backend(usize::MAX).await;
+    let proxy = Proxy::start(&route(backend)).await;
+    // One client connection (sequential requests), so one proxy thread and its pool.
+    let c = client();
+    for _ in 0..20 {
+        assert_eq!(
+            send(&c, &proxy, reqwest::Method::GET).await,
+            (200, "1".into())
+        );
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_alive_connection_closed_under_a_get_is_retried_but_a_post_is_not_resent() {
+    // One answer per connection: every request after the first meets a pooled connection
+    // that the backend closes as the request arrives.
+    let (backend, connections) = keepalive_backend(1).await;
+    let proxy = Proxy::start(&route(backend)).await;
+    let c = client();
+    for n in 1..=5 {
+        // The only backend: no other server to move on to, so only a resend on a new
+        // connection can answer.
+        assert_eq!(
+            send(&c, &proxy, reqwest::Method::GET).await,
+            (200, n.to_string()),
+            "GET {n}"
+        );
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 5);
+    // The backend may have acted on a request it got before the connection broke: a POST is
+    // answered 502 rather than sent again.
+    let (status, _) = send(&c, &proxy, reqwest::Method::POST).await;
+    assert_eq!(status, 502);
+    assert_eq!(connections.load(Ordering::SeqCst), 5);
+    // The broken connection was not put back: the next request gets a new one.
+    assert_eq!(
+        send(&c, &proxy, reqwest::Method::POST).await,
+        (200, "6".into())
+    );
+}
