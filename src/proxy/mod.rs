@@ -56,8 +56,7 @@ pub struct AralezProxy {
     pub in_flight: InFlight,
     /// None when the access log is off.
     pub access_log: Option<AccessLog>,
-    /// The upstream client of the direct path (`direct`).
-    /// The direct path's backend connections.
+    /// The direct path's backend connections (`direct_pool`).
     pub direct: ConnectionPools,
 }
 
@@ -479,7 +478,7 @@ impl AralezProxy {
             .and_then(|r| r.read_timeout)
             .unwrap_or(self.upstream_read_timeout);
         let idempotent = session.req_header().method.is_idempotent();
-        let response = loop {
+        let (response, lease) = loop {
             let (route, index) = next_backend(ctx)?;
             let addr = route.backends[index].addr;
             let request = direct_request(session, ctx)?;
@@ -514,7 +513,6 @@ impl AralezProxy {
                 }
             }
         };
-        let (response, lease) = response;
         let (parts, body) = response.into_parts();
         let keep_case = ctx
             .response_headers
