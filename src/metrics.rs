@@ -43,6 +43,8 @@ pub struct Metrics {
     pub connections_plain: IntGauge,
     pub connections_tls: IntGauge,
     pub header_timeouts: IntCounter,
+    /// Requests the fast lane served (`proxy::lane`), of `requests`.
+    pub fast_lane: IntCounter,
     /// `aralez_responses_total` children by status code (100-599), resolved on first use so
     /// that a request neither formats nor hashes its label.
     responses_by_status: Box<[OnceLock<IntCounter>]>,
@@ -224,6 +226,11 @@ impl Metrics {
                 &r,
                 "aralez_client_header_timeouts_total",
                 "Client connections closed because a request header took longer than header_timeout.",
+            ),
+            fast_lane: counter(
+                &r,
+                "aralez_fast_lane_requests_total",
+                "Requests served by the fast lane (plain bodyless HTTP/1.1 to plain-HTTP backends), of aralez_requests_total.",
             ),
             registry: r,
             responses_by_status: STATUS_CODES.map(|_| OnceLock::new()).collect(),

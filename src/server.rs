@@ -18,7 +18,7 @@ use crate::lifecycle::{InFlight, ShutdownSignals};
 use crate::privileges::{Identity, PrivilegeDrop};
 use crate::providers::cluster::{Cluster, ClusterWatcher};
 use crate::providers::{ConsulProvider, FileProvider};
-use crate::proxy::AralezProxy;
+use crate::proxy::{AralezProxy, ProxyCore};
 use crate::routing::RouteStore;
 use crate::tls::{CertStore, CertWatcher, SniCallback};
 use pingora::apps::HttpServerOptions;
@@ -157,7 +157,7 @@ impl Aralez {
             server.add_service(background_service("access log", writer));
             log
         });
-        let proxy = AralezProxy {
+        let core = Arc::new(ProxyCore {
             store: store.clone(),
             tls_port: main.tls_port(),
             connect_timeout: main.connect_timeout(),
@@ -172,8 +172,8 @@ impl Aralez {
                 main.connect_timeout(),
                 main.upstream_keepalive_pool_size,
             ),
-        };
-        let mut app = http_proxy(&server.configuration, proxy);
+        });
+        let mut app = http_proxy(&server.configuration, AralezProxy::new(core.clone()));
         let mut options = HttpServerOptions::default();
         // HTTP/2 with prior knowledge on the plain listener (gRPC without TLS).
         options.h2c = main.h2c;
@@ -181,7 +181,7 @@ impl Aralez {
         let header_timeout = std::time::Duration::from_secs(main.header_timeout);
         let mut service = Service::new(
             "aralez proxy".to_string(),
-            GuardedApp::new(app, header_timeout),
+            GuardedApp::new(app, header_timeout, main.fast_lane.then_some(core)),
         );
         service.add_listener(
             ListenerConfig::tcp(main.proxy_address_http.as_str()).l4_buffer(client_buffers()),

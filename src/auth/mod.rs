@@ -5,7 +5,7 @@ mod basic;
 pub mod jwt;
 pub mod secret;
 
-use pingora::http::RequestHeader;
+use http::request::Parts;
 
 use crate::config::upstreams::AuthConfig;
 use crate::proxy::Outgoing;
@@ -61,7 +61,8 @@ impl RouteAuth {
         }
     }
 
-    pub async fn check(&self, req: &RequestHeader) -> Verdict {
+    /// `req` is the client's request: Pingora's `RequestHeader` derefs to these parts.
+    pub async fn check(&self, req: &Parts) -> Verdict {
         match self {
             RouteAuth::Basic(auth) => match header(req, "authorization") {
                 None => Verdict::Missing,
@@ -104,17 +105,17 @@ fn verdict(ok: bool) -> Verdict {
     }
 }
 
-fn header<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
+fn header<'r>(req: &'r Parts, name: &str) -> Option<&'r str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn bearer_token(req: &RequestHeader) -> Option<&str> {
+fn bearer_token(req: &Parts) -> Option<&str> {
     let value = header(req, "authorization")?.trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn query_token(req: &RequestHeader) -> Option<&str> {
+fn query_token(req: &Parts) -> Option<&str> {
     req.uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == TOKEN_PARAM && !v.is_empty()).then_some(v)
@@ -143,6 +144,7 @@ pub fn without_query_param(uri: &http::Uri, name: &str) -> Option<http::Uri> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora::http::RequestHeader;
 
     #[test]
     fn token_parameter_is_removed_exactly() {

@@ -47,6 +47,7 @@ pub const MAIN_KEYS: &[&str] = &[
     "shutdown_timeout",
     "header_timeout",
     "keepalive_timeout",
+    "fast_lane",
 ];
 
 pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
@@ -162,6 +163,9 @@ pub struct MainConfig {
     pub header_timeout: u64,
     /// Seconds an idle HTTP/1.x keep-alive connection is kept open between requests.
     pub keepalive_timeout: u64,
+    /// Serve plain bodyless HTTP/1.1 requests to plain-HTTP backends on Aralez's own HTTP/1.1
+    /// reader and writer before Pingora's (`proxy::lane`); everything else goes to Pingora.
+    pub fast_lane: bool,
 }
 
 impl Default for MainConfig {
@@ -202,6 +206,7 @@ impl Default for MainConfig {
             shutdown_timeout: 10,
             header_timeout: 10,
             keepalive_timeout: 60,
+            fast_lane: true,
         }
     }
 }

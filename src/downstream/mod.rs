@@ -1,33 +1,49 @@
 //! Client connections before Pingora's HTTP code sees them: [`GuardedApp`] wraps the proxy
 //! application so that every accepted connection becomes a [`GuardedStream`] (header deadline,
-//! open-connections gauge).
+//! open-connections gauge), and serves HTTP/1.x connections on the fast lane first.
 
+pub mod h1;
 mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
+use log::debug;
 use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
+use pingora::protocols::{GetSocketDigest, Ssl, Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
+
+use crate::proxy::lane::{Conn, Served};
+use crate::proxy::ProxyCore;
+use h1::Read;
 
 pub use stream::GuardedStream;
 
-/// A Pingora application (the HTTP proxy) whose connections are guarded.
+/// A Pingora application (the HTTP proxy) whose connections are guarded, and served by the
+/// fast lane (`proxy::lane`) when it is on, until a request needs Pingora.
 pub struct GuardedApp<A> {
     inner: Arc<A>,
     header_timeout: Duration,
+    lane: Option<Arc<ProxyCore>>,
 }
 
 impl<A> GuardedApp<A> {
-    pub fn new(inner: A, header_timeout: Duration) -> Self {
+    pub fn new(inner: A, header_timeout: Duration, lane: Option<Arc<ProxyCore>>) -> Self {
         GuardedApp {
             inner: Arc::new(inner),
             header_timeout,
+            lane,
         }
     }
 }
+
+/// The read buffer of a fast-lane connection (it grows for longer heads).
+const READ_BUFFER: usize = 4096;
+/// Least free room in the read buffer before a read.
+const MIN_READ: usize = 1024;
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
@@ -37,16 +53,97 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // A stream handed back for reuse is already guarded.
-        let stream: Stream = if (*stream).as_any().is::<GuardedStream>() {
-            stream
-        } else {
-            Box::new(GuardedStream::new(stream, self.header_timeout))
-        };
-        self.inner.process_new(stream, shutdown).await
+        if (*stream).as_any().is::<GuardedStream>() {
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        let stream = GuardedStream::new(stream, self.header_timeout);
+        match &self.lane {
+            Some(lane) if !matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) => {
+                self.serve_lane(lane, stream, shutdown).await
+            }
+            _ => self.inner.process_new(Box::new(stream), shutdown).await,
+        }
     }
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
+    }
+}
+
+impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
+    /// Reads request heads and has the lane serve them, until one is not the lane's: then
+    /// Pingora gets it, with every byte read so far, and the connection.
+    async fn serve_lane(
+        self: &Arc<Self>,
+        lane: &ProxyCore,
+        mut io: GuardedStream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let mut conn = Conn {
+            ip: io
+                .get_socket_digest()
+                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip())),
+            tls: io.get_ssl_digest().is_some(),
+            shutting_down: false,
+        };
+        let keepalive = Duration::from_secs(lane.keepalive_timeout);
+        let mut stop = shutdown.clone();
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        let mut out = BytesMut::new();
+        let mut idle = false;
+        loop {
+            let head = match h1::read_head(&mut buf) {
+                Read::Head(head) => head,
+                Read::Unsupported { taken } => {
+                    io.unread(&taken, &buf);
+                    return self.inner.process_new(Box::new(io), shutdown).await;
+                }
+                Read::Partial => {
+                    if buf.capacity() - buf.len() < MIN_READ {
+                        buf.reserve(READ_BUFFER);
+                    }
+                    let read = if idle && buf.is_empty() {
+                        // Between requests: the keep-alive timeout, and shutdown, end the wait.
+                        if *shutdown.borrow() {
+                            return None;
+                        }
+                        tokio::select! {
+                            read = tokio::time::timeout(keepalive, io.read_buf(&mut buf)) => {
+                                read.unwrap_or(Ok(0))
+                            }
+                            _ = stop.changed() => return None,
+                        }
+                    } else {
+                        // Within a head: `GuardedStream`'s header deadline.
+                        io.read_buf(&mut buf).await
+                    };
+                    match read {
+                        Ok(0) => return None,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            debug!("client connection read failed: {e}");
+                            return None;
+                        }
+                    }
+                }
+            };
+            io.header_done();
+            conn.shutting_down = *shutdown.borrow();
+            match lane.serve_fast(head, &mut io, &mut out, &conn).await {
+                Served::KeepAlive => {
+                    io.request_done(false);
+                    idle = true;
+                }
+                Served::Close => {
+                    pingora::protocols::Shutdown::shutdown(&mut io).await;
+                    return None;
+                }
+                Served::Pingora(head) => {
+                    io.unread(&head, &buf);
+                    return self.inner.process_new(Box::new(io), shutdown).await;
+                }
+            }
+        }
     }
 }
 

@@ -99,6 +99,21 @@ impl GuardedStream {
             });
     }
 
+    /// Puts bytes that were read but not consumed back in front of the stream, `first` then
+    /// `then`: the next reads hand them out again (the fast lane handing a request to Pingora).
+    pub fn unread(&mut self, first: &[u8], then: &[u8]) {
+        let pending = &self.peeked[self.peeked_pos..];
+        if first.is_empty() && then.is_empty() {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(first.len() + then.len() + pending.len());
+        bytes.extend_from_slice(first);
+        bytes.extend_from_slice(then);
+        bytes.extend_from_slice(pending);
+        self.peeked = bytes;
+        self.peeked_pos = 0;
+    }
+
     /// While in `HEADER`: whether the deadline has passed (registering the waker if not).
     fn header_expired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.phase.load(Ordering::Relaxed) != HEADER {

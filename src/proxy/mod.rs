@@ -6,11 +6,13 @@ mod direct;
 mod direct_pool;
 mod forwarded;
 mod grpc;
-mod guard;
+pub(crate) mod guard;
+pub mod lane;
 mod local;
 mod outgoing;
 mod upstream;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,8 +39,29 @@ use crate::routing::path::normalize;
 use crate::routing::Route;
 use crate::routing::{Lookup, RouteStore};
 
-/// The proxy service: routes each request with the live table and forwards it.
+/// The proxy service: routes each request with the live table and forwards it. Pingora's
+/// hooks and the fast lane (`lane`) share one [`ProxyCore`].
 pub struct AralezProxy {
+    core: Arc<ProxyCore>,
+}
+
+impl AralezProxy {
+    pub fn new(core: Arc<ProxyCore>) -> Self {
+        AralezProxy { core }
+    }
+}
+
+impl std::ops::Deref for AralezProxy {
+    type Target = ProxyCore;
+
+    fn deref(&self) -> &ProxyCore {
+        &self.core
+    }
+}
+
+/// What forwarding a request needs: the live table, the timeouts and limits, the backend
+/// connections, the access log.
+pub struct ProxyCore {
     pub store: Arc<RouteStore>,
     /// Port of the TLS listener, for `to_https` redirects.
     pub tls_port: Option<u16>,
@@ -95,7 +118,7 @@ fn absolute_form_authority(target: &[u8]) -> Option<&str> {
 }
 
 /// The backend a sticky cookie names, when it is one of the route's and usable.
-fn sticky_backend(route: &Route, req: &RequestHeader) -> Option<usize> {
+fn sticky_backend(route: &Route, req: &http::request::Parts) -> Option<usize> {
     let id = req
         .headers
         .get_all(http::header::COOKIE)
@@ -304,7 +327,7 @@ impl ProxyHttp for AralezProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if self.connect_failed(session, ctx, &e) {
+        if self.connect_failed(&Client::of(session), ctx, &e) {
             e.set_retry(true);
         }
         e
@@ -374,7 +397,7 @@ impl ProxyHttp for AralezProxy {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        prepare_upstream_request(session, upstream, ctx)
+        prepare_upstream_request(upstream, &Client::of(session), ctx)
     }
 
     async fn response_filter(
@@ -393,18 +416,7 @@ impl ProxyHttp for AralezProxy {
         e: &Error,
         _ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ReadTimedout if e.esource() == &ErrorSource::Upstream => 504,
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
+        let code = error_status(e);
         if code >= 500 && grpc::is_grpc(session.req_header()) {
             // gRPC clients read errors from grpc-status, not from the HTTP status.
             if let Err(err) = grpc::respond_unavailable(session).await {
@@ -435,22 +447,17 @@ impl ProxyHttp for AralezProxy {
             conn.request_done(session.was_upgraded());
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let elapsed = ctx.started.elapsed();
-        let host = ctx
-            .route
-            .as_ref()
-            .map(|r| r.metrics.get_or_init(|| METRICS.host(&r.host)));
-        METRICS.record_request(
-            host,
+        let entry = self.access_log.as_ref().map(|_| {
+            let req = session.req_header();
+            access_entry(req, request_host(req), client_ip(session))
+        });
+        self.record(
+            ctx,
             status,
-            elapsed,
             e.is_some(),
-            session.body_bytes_read(),
-            session.body_bytes_sent(),
+            (session.body_bytes_read(), session.body_bytes_sent()),
+            entry,
         );
-        if let Some(log) = &self.access_log {
-            log.log(access_entry(session, ctx, status, elapsed));
-        }
         if log::log_enabled!(log::Level::Debug) {
             let req = session.req_header();
             debug!(
@@ -468,30 +475,94 @@ impl ProxyHttp for AralezProxy {
     }
 }
 
+/// The client's side of a request as the direct path's request building, retry rules and
+/// log lines need it, from either front (Pingora's session or the fast lane).
+pub(crate) struct Client<'a> {
+    /// The host the request named (empty without one).
+    pub host: &'a str,
+    /// The path, for log lines (never the query: it may carry a token).
+    pub path: &'a str,
+    pub ip: Option<IpAddr>,
+    pub tls: bool,
+}
+
+impl<'a> Client<'a> {
+    fn of(session: &'a Session) -> Self {
+        let req = session.req_header();
+        Client {
+            host: request_host(req),
+            path: req.uri.path(),
+            ip: client_ip(session),
+            tls: is_tls(session),
+        }
+    }
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 impl AralezProxy {
-    /// Forwards the request on the direct path and writes the answer: the same backend choice,
-    /// retries and header changes as Pingora's path (the hooks below), on hyper's client.
+    /// Forwards the request on the direct path and writes the answer through Pingora's
+    /// session.
     async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let read_timeout = ctx
-            .route
+        let req = session.req_header();
+        let client = Client::of(session);
+        let (response, lease) = self
+            .send_direct(ctx, &client, req.method.is_idempotent(), |ctx| {
+                direct_request(req, &client, ctx)
+            })
+            .await?;
+        let read_timeout = self.read_timeout(ctx);
+        let (parts, body) = response.into_parts();
+        let mut header = direct::response_header(parts, keeps_case(ctx))?;
+        finish_response_header(&mut header, ctx)?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        direct::relay_body(session, body, read_timeout).await?;
+        // Read to its end: the connection can take the next request.
+        lease.release();
+        Ok(())
+    }
+}
+
+impl ProxyCore {
+    /// The per-read timeout towards this request's backends.
+    fn read_timeout(&self, ctx: &RequestCtx) -> Duration {
+        ctx.route
             .as_ref()
             .and_then(|r| r.read_timeout)
-            .unwrap_or(self.upstream_read_timeout);
-        let idempotent = session.req_header().method.is_idempotent();
-        let (response, lease) = loop {
+            .unwrap_or(self.upstream_read_timeout)
+    }
+
+    /// Sends the request `build` makes to the route's backends on the direct path (hyper's
+    /// client), with the same backend choice, retries and health marking as Pingora's path
+    /// (the hooks above); the first response header, with the lease of its connection.
+    async fn send_direct(
+        &self,
+        ctx: &mut RequestCtx,
+        client: &Client<'_>,
+        idempotent: bool,
+        mut build: impl FnMut(&RequestCtx) -> Result<http::Request<http_body_util::Empty<bytes::Bytes>>>,
+    ) -> Result<(
+        http::Response<hyper::body::Incoming>,
+        direct_pool::Lease<'_>,
+    )> {
+        let read_timeout = self.read_timeout(ctx);
+        loop {
             let (route, index) = next_backend(ctx)?;
             let addr = route.backends[index].addr;
-            let request = direct_request(session, ctx)?;
+            let request = build(ctx)?;
             // Built again only if a kept-alive connection breaks under it (and it is safe).
-            let resend = || {
-                idempotent
-                    .then(|| direct_request(session, ctx).ok())
-                    .flatten()
-            };
+            let resend = || idempotent.then(|| build(ctx).ok()).flatten();
             match self.direct.send(addr, request, resend, read_timeout).await {
-                Ok(response) => break response,
+                Ok(response) => return Ok(response),
                 Err(SendError::Connect(e)) => {
-                    if !self.connect_failed(session, ctx, &e) {
+                    if !self.connect_failed(client, ctx, &e) {
                         return Err(Error::because(ErrorType::ConnectError, "connect", e).into_up());
                     }
                 }
@@ -504,7 +575,7 @@ impl AralezProxy {
                         "backend {} dropped a request for {}{}: {e}; trying the next server",
                         ctx.backend_name(),
                         route.host,
-                        session.req_header().uri.path()
+                        client.path
                     );
                 }
                 Err(SendError::TimedOut) => {
@@ -512,28 +583,14 @@ impl AralezProxy {
                     return Err(Error::explain(ErrorType::ReadTimedout, why).into_up());
                 }
             }
-        };
-        let (parts, body) = response.into_parts();
-        let keep_case = ctx
-            .response_headers
-            .as_deref()
-            .is_some_and(|h| !h.is_empty());
-        let mut header = direct::response_header(parts, keep_case)?;
-        finish_response_header(&mut header, ctx)?;
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
-        direct::relay_body(session, body, read_timeout).await?;
-        // Read to its end: the connection can take the next request.
-        lease.release();
-        Ok(())
+        }
     }
 
     /// Bookkeeping of a failed connection attempt (log, health, metrics); true when another
     /// backend is left to try.
     fn connect_failed(
         &self,
-        session: &Session,
+        client: &Client<'_>,
         ctx: &RequestCtx,
         e: &dyn std::fmt::Display,
     ) -> bool {
@@ -544,8 +601,8 @@ impl AralezProxy {
         warn!(
             "connect to backend {} failed for {}{}: {}{}",
             ctx.backend_name(),
-            request_host(session.req_header()),
-            session.req_header().uri.path(),
+            client.host,
+            client.path,
             e,
             if tried_all {
                 "; no server left"
@@ -574,6 +631,30 @@ impl AralezProxy {
     }
 }
 
+/// Whether the backend's response header is built with Pingora's name-case map: when
+/// configured response headers will be added, to go out as written.
+fn keeps_case(ctx: &RequestCtx) -> bool {
+    ctx.response_headers
+        .as_deref()
+        .is_some_and(|h| !h.is_empty())
+}
+
+/// The status a failed request is answered with; 0 when the client is gone (nothing to send).
+fn error_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Upstream => 504,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
 /// The backend for the next attempt: the sticky one first, then healthy backends in the
 /// route's order, then the rest; each at most once.
 fn next_backend(ctx: &mut RequestCtx) -> Result<(Arc<Route>, usize)> {
@@ -597,11 +678,12 @@ fn next_backend(ctx: &mut RequestCtx) -> Result<(Arc<Route>, usize)> {
 /// The backend's request on the direct path. Without Pingora's name-case map: hyper
 /// title-cases every name it writes.
 fn direct_request(
-    session: &Session,
+    req: &RequestHeader,
+    client: &Client<'_>,
     ctx: &RequestCtx,
 ) -> Result<http::Request<http_body_util::Empty<bytes::Bytes>>> {
-    let mut upstream = direct::upstream_parts(session.req_header());
-    prepare_upstream_request(session, &mut upstream, ctx)?;
+    let mut upstream = direct::upstream_parts(req);
+    prepare_upstream_request(&mut upstream, client, ctx)?;
     Ok(direct::request(upstream))
 }
 
@@ -622,17 +704,12 @@ fn retry_dropped(ctx: &RequestCtx) -> bool {
 /// The request header as the backend gets it: forwarding headers, credentials removed, the
 /// route's headers added.
 fn prepare_upstream_request(
-    session: &Session,
     upstream: &mut impl Outgoing,
+    client: &Client<'_>,
     ctx: &RequestCtx,
 ) -> Result<()> {
-    let client = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    let host = request_host(session.req_header());
-    let host = (!host.is_empty()).then_some(host);
-    forwarded::set_forwarded_headers(upstream, client, is_tls(session), host)?;
+    let host = (!client.host.is_empty()).then_some(client.host);
+    forwarded::set_forwarded_headers(upstream, client.ip, client.tls, host)?;
     if let Some(route) = &ctx.route {
         if let Some(auth) = &route.auth {
             auth.strip(upstream);
@@ -660,9 +737,9 @@ fn finish_response_header(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Re
     Ok(())
 }
 
-/// The access log line of a finished request; the `araleztoken` parameter is left out.
-fn access_entry(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) -> Entry {
-    let req = session.req_header();
+/// The request's fields of its access log line (the `araleztoken` parameter left out); the
+/// outcome's are set by [`ProxyCore::record`].
+fn access_entry(req: &http::request::Parts, host: &str, client: Option<IpAddr>) -> Entry {
     let path = match without_query_param(&req.uri, TOKEN_PARAM) {
         Some(uri) => uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
         None => req
@@ -678,26 +755,52 @@ fn access_entry(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Durat
             .map(str::to_string)
     };
     Entry {
-        time: std::time::SystemTime::now() - elapsed,
-        client: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map_or_else(|| "-".to_string(), |a| a.ip().to_string()),
+        time: std::time::SystemTime::now(),
+        client: client.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
         method: req.method.to_string(),
-        host: request_host(req).to_string(),
+        host: host.to_string(),
         path,
         protocol: match req.version {
             http::Version::HTTP_10 => "HTTP/1.0",
             http::Version::HTTP_2 => "HTTP/2",
             _ => "HTTP/1.1",
         },
-        status,
-        bytes_sent: session.body_bytes_sent(),
-        duration_ms: millis(elapsed),
-        upstream: ctx.backend_addr().map(|a| a.to_string()),
-        upstream_duration_ms: ctx.upstream_elapsed.map(millis),
+        status: 0,
+        bytes_sent: 0,
+        duration_ms: 0.0,
+        upstream: None,
+        upstream_duration_ms: None,
         referer: header(http::header::REFERER),
         user_agent: header(http::header::USER_AGENT),
+    }
+}
+
+impl ProxyCore {
+    /// The end of a request, from either front: metrics, and the access log line when the log
+    /// is on (`entry` from [`access_entry`]). `bytes` are the body bytes read and sent.
+    fn record(
+        &self,
+        ctx: &RequestCtx,
+        status: u16,
+        failed: bool,
+        bytes: (usize, usize),
+        entry: Option<Entry>,
+    ) {
+        let elapsed = ctx.started.elapsed();
+        let host = ctx
+            .route
+            .as_ref()
+            .map(|r| r.metrics.get_or_init(|| METRICS.host(&r.host)));
+        METRICS.record_request(host, status, elapsed, failed, bytes.0, bytes.1);
+        if let (Some(log), Some(mut entry)) = (&self.access_log, entry) {
+            entry.time = std::time::SystemTime::now() - elapsed;
+            entry.status = status;
+            entry.bytes_sent = bytes.1;
+            entry.duration_ms = millis(elapsed);
+            entry.upstream = ctx.backend_addr().map(|a| a.to_string());
+            entry.upstream_duration_ms = ctx.upstream_elapsed.map(millis);
+            log.log(entry);
+        }
     }
 }
 

@@ -1,0 +1,360 @@
+//! The fast lane: a plain HTTP/1.1 request without a body, to a route whose backends speak
+//! plain HTTP, read by Aralez's own HTTP/1.1 reader (`downstream::h1`) and forwarded on the
+//! direct path's connections, before Pingora's HTTP/1 session sees the connection. The
+//! routing, auth, backend choice, retries, health marking, headers, metrics and access log
+//! are the same functions as Pingora's path calls; what the lane skips is Pingora's
+//! per-request session (a header with two maps, a boxed session and its digests, the request
+//! future copied into new boxes), which held Aralez below nginx's requests/s (README
+//! "Performance").
+//!
+//! The lane only forwards. Whatever it would not forward as Pingora's path would (no route,
+//! a redirect, missing or wrong credentials, a TLS backend, a head it does not read) goes to
+//! Pingora unanswered, with the bytes read so far, and Pingora serves the connection from
+//! then on.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use log::{debug, error};
+use pingora::protocols::http::ServerSession;
+use pingora::{Error, ErrorType, Result};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::{
+    access_entry, direct, error_status, finish_response_header, keeps_case, local,
+    prepare_upstream_request, sticky_backend, Client, ProxyCore, RequestCtx,
+};
+use crate::auth::Verdict;
+use crate::downstream::h1::{self, Framing, Head};
+use crate::metrics::METRICS;
+use crate::routing::path::normalize;
+use crate::routing::Lookup;
+
+/// How the lane dealt with a request.
+pub enum Served {
+    /// Answered; the connection can take the next request.
+    KeepAlive,
+    /// Answered, or failed; the connection is to be closed.
+    Close,
+    /// Not the lane's: nothing was written. Pingora gets the head's bytes and the rest of
+    /// the connection.
+    Pingora(Bytes),
+}
+
+/// The client connection as the lane sees it.
+pub struct Conn {
+    pub ip: Option<IpAddr>,
+    pub tls: bool,
+    /// Pingora's service is shutting down: answer, then close.
+    pub shutting_down: bool,
+}
+
+/// Body bytes copied into the write buffer; a larger frame is written as it is.
+const COALESCE: usize = 16 * 1024;
+
+impl ProxyCore {
+    /// Serves `head` when it is the lane's, writing the answer to `io`; `out` is the
+    /// connection's write buffer.
+    pub async fn serve_fast<W: AsyncWrite + Unpin>(
+        &self,
+        head: Head,
+        io: &mut W,
+        out: &mut BytesMut,
+        conn: &Conn,
+    ) -> Served {
+        // Nothing is served while the process is still root (see `privileges`).
+        crate::privileges::settled().await;
+        let table = self.store.load();
+        let Some(host) = head
+            .parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        else {
+            return Served::Pingora(head.raw);
+        };
+        let route = match table.lookup(host, &normalize(head.parts.uri.path())) {
+            Lookup::Found(route) => route.clone(),
+            _ => return Served::Pingora(head.raw),
+        };
+        let redirect = route.to_https && !conn.tls && self.tls_port.is_some();
+        let plain = route.backends.iter().all(|b| !b.health.protocol().tls);
+        if redirect || !plain || route.backends.is_empty() {
+            return Served::Pingora(head.raw);
+        }
+        if let Some(auth) = &route.auth {
+            if auth.check(&head.parts).await != Verdict::Allowed {
+                return Served::Pingora(head.raw);
+            }
+        }
+
+        METRICS.fast_lane.inc();
+        let mut ctx = RequestCtx::new(self.in_flight.enter());
+        ctx.ticket = route.balancer.ticket();
+        if route.sticky {
+            ctx.cookie_backend = sticky_backend(&route, &head.parts);
+        }
+        ctx.route = Some(route);
+        ctx.tls = conn.tls;
+        ctx.response_headers = Some(table.response_headers.clone());
+        drop(table);
+
+        let Head { parts, close, raw } = head;
+        // Cheap copies (shared bytes) that outlive the parts, which become the request.
+        let host = parts.headers.get(http::header::HOST).cloned();
+        let uri = parts.uri.clone();
+        let method = parts.method.clone();
+        let entry = self
+            .access_log
+            .as_ref()
+            .map(|_| access_entry(&parts, host_str(&host), conn.ip));
+        let client = Client {
+            host: host_str(&host),
+            path: uri.path(),
+            ip: conn.ip,
+            tls: conn.tls,
+        };
+        let keep_alive = !close && !conn.shutting_down && !self.in_flight.draining();
+
+        // The first attempt sends the parts as read; a resend reads the head again.
+        let mut first = Some(parts);
+        let build = |ctx: &RequestCtx| {
+            let mut upstream = match first.take() {
+                Some(parts) => parts,
+                None => {
+                    h1::parse_head(&raw)
+                        .ok_or_else(|| Error::explain(ErrorType::InternalError, "head re-read"))?
+                        .parts
+                }
+            };
+            prepare_upstream_request(&mut upstream, &client, ctx)?;
+            Ok(direct::request(upstream))
+        };
+        let sent = self
+            .send_direct(&mut ctx, &client, method.is_idempotent(), build)
+            .await;
+        let outcome = match sent {
+            Ok((response, lease)) => {
+                let read_timeout = self.read_timeout(&ctx);
+                let (parts, body) = response.into_parts();
+                let answered = async {
+                    let mut header = direct::response_header(parts, keeps_case(&ctx))?;
+                    finish_response_header(&mut header, &mut ctx)?;
+                    let framing = h1::framing(&method, &header);
+                    let keep_alive = keep_alive && framing != Framing::UntilClose;
+                    out.clear();
+                    h1::write_head(out, &mut header, keep_alive)?;
+                    Ok((header.status.as_u16(), framing, keep_alive))
+                }
+                .await;
+                match answered {
+                    Ok((status, framing, keep_alive)) => {
+                        match relay(io, out, body, framing, read_timeout).await {
+                            Ok(bytes) => {
+                                // Read to its end: the connection can take the next request.
+                                lease.release();
+                                Outcome::Done {
+                                    status,
+                                    bytes,
+                                    keep_alive,
+                                }
+                            }
+                            Err(e) => Outcome::Broken { status, error: e },
+                        }
+                    }
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
+            Err(e) => Outcome::Failed(e),
+        };
+        let (status, failed, bytes, served) = match outcome {
+            Outcome::Done {
+                status,
+                bytes,
+                keep_alive,
+            } => {
+                let served = if keep_alive {
+                    Served::KeepAlive
+                } else {
+                    Served::Close
+                };
+                (status, None, bytes, served)
+            }
+            Outcome::Broken { status, error } => {
+                // The header is out: all that is left is to close the connection.
+                (status, Some(error), 0, Served::Close)
+            }
+            Outcome::Failed(e) => {
+                error!(
+                    "proxying {}{} to backend {} failed: {e}",
+                    client.host,
+                    client.path,
+                    ctx.backend_name()
+                );
+                let status = error_status(&e);
+                let bytes = respond_error(io, out, status, &method).await;
+                (status, Some(e), bytes, Served::Close)
+            }
+        };
+        self.record(&ctx, status, failed.is_some(), (0, bytes), entry);
+        if log::log_enabled!(log::Level::Debug) {
+            debug!(
+                "{method} {}{} -> {} {status} (attempts {}{})",
+                client.host,
+                client.path,
+                ctx.backend_name(),
+                ctx.tried.count,
+                failed.map(|e| format!(", error: {e}")).unwrap_or_default()
+            );
+        }
+        served
+    }
+}
+
+/// How forwarding went, before the bookkeeping.
+enum Outcome {
+    /// The whole response went out; `bytes` of body.
+    Done {
+        status: u16,
+        bytes: usize,
+        keep_alive: bool,
+    },
+    /// The response header went out, the body broke.
+    Broken { status: u16, error: Box<Error> },
+    /// Nothing went out.
+    Failed(Box<Error>),
+}
+
+fn host_str(host: &Option<http::HeaderValue>) -> &str {
+    host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("")
+}
+
+/// Writes the response header in `out` and the body after it, each backend read within
+/// `read_timeout`; the body bytes sent. A body whose length is known ends with its last frame,
+/// so a small response leaves in one write with its header.
+async fn relay<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    out: &mut BytesMut,
+    mut body: Incoming,
+    framing: Framing,
+    read_timeout: Duration,
+) -> Result<usize> {
+    let mut sent = 0;
+    if framing != Framing::Empty {
+        while !body.is_end_stream() {
+            let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+                Err(_) => {
+                    let why = "backend sent no body data in time";
+                    return Err(Error::explain(ErrorType::ReadTimedout, why).into_up());
+                }
+                Ok(None) => break,
+                Ok(Some(frame)) => frame
+                    .map_err(|e| Error::because(ErrorType::ReadError, "backend response body", e))
+                    .map_err(|e| e.into_up())?,
+            };
+            // Trailers have no place in an HTTP/1.x response to the client; they are dropped.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            sent += data.len();
+            let chunked = framing == Framing::Chunked;
+            if out.len() + data.len() <= COALESCE {
+                if chunked {
+                    h1::put_chunk(out, &data);
+                } else {
+                    out.put_slice(&data);
+                }
+            } else {
+                if chunked {
+                    out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                }
+                write(io, out).await?;
+                io.write_all(&data)
+                    .await
+                    .or_down(ErrorType::WriteError, "writing the response body")?;
+                if chunked {
+                    out.put_slice(b"\r\n");
+                }
+            }
+            if !body.is_end_stream() {
+                // More to come, perhaps much later (a stream of events): send what is here.
+                write(io, out).await?;
+                io.flush()
+                    .await
+                    .or_down(ErrorType::WriteError, "flushing the response body")?;
+            }
+        }
+        if framing == Framing::Chunked {
+            out.put_slice(h1::LAST_CHUNK);
+        }
+    }
+    write(io, out).await?;
+    io.flush()
+        .await
+        .or_down(ErrorType::WriteError, "flushing the response")?;
+    Ok(sent)
+}
+
+/// Writes and empties `out`.
+async fn write<W: AsyncWrite + Unpin>(io: &mut W, out: &mut BytesMut) -> Result<()> {
+    if !out.is_empty() {
+        io.write_all(out)
+            .await
+            .or_down(ErrorType::WriteError, "writing the response")?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Answers a request that failed before any response with Pingora's error response for
+/// `status` (and Aralez's body text), the connection to be closed; the body bytes sent.
+async fn respond_error<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    out: &mut BytesMut,
+    status: u16,
+    method: &http::Method,
+) -> usize {
+    if status == 0 {
+        return 0;
+    }
+    let body = local::error_body(status);
+    let mut resp = ServerSession::generate_error(status);
+    if !body.is_empty() && resp.set_content_length(body.len()).is_err() {
+        return 0;
+    }
+    out.clear();
+    if h1::write_head(out, &mut resp, false).is_err() {
+        return 0;
+    }
+    let with_body = method != http::Method::HEAD;
+    if with_body {
+        out.put_slice(body.as_bytes());
+    }
+    let written = async {
+        io.write_all(out).await?;
+        io.flush().await
+    }
+    .await;
+    match written {
+        Ok(()) if with_body => body.len(),
+        Ok(()) => 0,
+        Err(e) => {
+            debug!("could not send the {status} response: {e}");
+            0
+        }
+    }
+}
+
+/// `io::Result` into Pingora's errors, the client's side to blame.
+trait OrDown<T> {
+    fn or_down(self, etype: ErrorType, context: &'static str) -> Result<T>;
+}
+
+impl<T> OrDown<T> for std::io::Result<T> {
+    fn or_down(self, etype: ErrorType, context: &'static str) -> Result<T> {
+        self.map_err(|e| Error::because(etype, context, e).into_down())
+    }
+}

@@ -1,0 +1,319 @@
+//! The fast lane (plain bodyless HTTP/1.1 served before Pingora's session, `proxy::lane`)
+//! from a raw TCP client, so that what goes over one connection is what the test wrote: the
+//! wire format of its answers, pipelining, `Connection: close`, a connection that moves on to
+//! Pingora in the middle, and the same answers with the lane switched off.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One HTTP/1.1 response as read off the wire.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    /// The header block as sent, names as written.
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn echo(&self) -> Echo {
+        Echo::parse(&String::from_utf8_lossy(&self.body))
+    }
+}
+
+/// A client connection that reads responses one at a time, keeping what it read past one.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(proxy: &Proxy) -> Conn {
+        Conn {
+            stream: TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads more; false at the end of the stream.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+            .await
+            .expect("no answer within 10 s")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// The next response; `head_request` when it answers a HEAD (no body).
+    async fn response(&mut self, head_request: bool) -> Response {
+        let end = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            assert!(
+                self.fill().await,
+                "connection closed before a response head"
+            );
+        };
+        let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+        self.buf.drain(..end + 4);
+        let status = head[9..12].parse().unwrap();
+        let mut resp = Response {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        if head_request || status == 204 || status == 304 {
+            return resp;
+        }
+        if let Some(len) = resp.header("content-length") {
+            let len: usize = len.parse().unwrap();
+            while self.buf.len() < len {
+                assert!(self.fill().await, "connection closed within the body");
+            }
+            resp.body = self.buf.drain(..len).collect();
+        } else if resp.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    assert!(self.fill().await, "connection closed within a chunk size");
+                };
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&self.buf[..line_end]).unwrap().trim(),
+                    16,
+                )
+                .unwrap();
+                self.buf.drain(..line_end + 2);
+                while self.buf.len() < size + 2 {
+                    assert!(self.fill().await, "connection closed within a chunk");
+                }
+                resp.body.extend(self.buf.drain(..size));
+                assert_eq!(self.buf.drain(..2).collect::<Vec<_>>(), b"\r\n");
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            while self.fill().await {}
+            resp.body = std::mem::take(&mut self.buf);
+        }
+        resp
+    }
+
+    /// Whether the proxy closes the connection (within 10 s) with nothing more to read.
+    async fn closed(&mut self) -> bool {
+        !self.fill().await && self.buf.is_empty()
+    }
+}
+
+fn get(host: &str, path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").into_bytes()
+}
+
+/// `aralez_fast_lane_requests_total`, read from the config API.
+async fn lane_count(proxy: &Proxy) -> u64 {
+    let text = client()
+        .get(proxy.api_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("aralez_fast_lane_requests_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn routes(backend: &TestBackend) -> String {
+    format!(
+        "headers:\n  - \"X-Served-By:aralez\"\nupstreams:\n  lane.test:\n    paths:\n      \"/\":\n        servers: [\"{}\"]\n        headers: [\"X-Proxy-From:Aralez\"]\n      \"/key\":\n        servers: [\"{}\"]\n        authorization:\n          type: apikey\n          creds: \"k1\"\n",
+        backend.server(),
+        backend.server()
+    )
+}
+
+#[tokio::test]
+async fn answers_go_out_as_pingora_writes_them_and_pipelined_requests_in_order() {
+    let backend = TestBackend::start("one").await;
+    let proxy = Proxy::start(&routes(&backend)).await;
+    let before = lane_count(&proxy).await;
+    let mut conn = Conn::open(&proxy).await;
+
+    conn.send(&get(
+        "lane.test",
+        "/a?x=1",
+        "Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nX-Forwarded-For: 10.0.0.9\r\n",
+    ))
+    .await;
+    let resp = conn.response(false).await;
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        resp.head
+    );
+    assert_eq!(resp.header("connection"), Some("keep-alive"));
+    assert!(resp.header("date").is_some(), "{}", resp.head);
+    assert_eq!(resp.header("x-served-by"), Some("aralez"));
+    let echo = resp.echo();
+    assert_eq!(echo.path, "/a?x=1");
+    assert_eq!(echo.headers["x-proxy-from"], "Aralez");
+    assert_eq!(echo.headers["x-forwarded-for"], "10.0.0.9, 127.0.0.1");
+    assert_eq!(echo.headers["x-forwarded-proto"], "http");
+    assert_eq!(echo.headers["x-forwarded-host"], "lane.test");
+    assert_eq!(echo.headers["x-real-ip"], "127.0.0.1");
+    assert!(!echo.headers.contains_key("x-secret"), "{:?}", echo.headers);
+    assert!(
+        !echo.headers.contains_key("connection"),
+        "{:?}",
+        echo.headers
+    );
+
+    // Three requests in one write come back in order, on the same connection.
+    let mut three = get("lane.test", "/1", "");
+    three.extend(get("lane.test", "/2", ""));
+    three.extend(b"HEAD /3 HTTP/1.1\r\nHost: lane.test\r\n\r\n");
+    conn.send(&three).await;
+    assert_eq!(conn.response(false).await.echo().path, "/1");
+    assert_eq!(conn.response(false).await.echo().path, "/2");
+    let head = conn.response(true).await;
+    assert_eq!(head.status, 200);
+
+    // A body the backend streams arrives whole, chunked as the backend sent it.
+    conn.send(&get("lane.test", "/__download/200000", "")).await;
+    let download = conn.response(false).await;
+    assert_eq!(download.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(download.body.len(), 200_000);
+    assert!(download.body.iter().all(|&b| b == b'x'));
+
+    // Asked to close: the answer says so and the connection ends after it.
+    conn.send(&get("lane.test", "/last", "Connection: close\r\n"))
+        .await;
+    let last = conn.response(false).await;
+    assert_eq!(last.echo().path, "/last");
+    assert_eq!(last.header("connection"), Some("close"));
+    assert!(conn.closed().await, "the connection stayed open");
+
+    // Every one of the six went through the lane.
+    assert_eq!(lane_count(&proxy).await - before, 6);
+}
+
+#[tokio::test]
+async fn a_connection_moves_on_to_pingora_at_the_first_request_the_lane_does_not_serve() {
+    let backend = TestBackend::start("one").await;
+    let proxy = Proxy::start(&routes(&backend)).await;
+    let before = lane_count(&proxy).await;
+    let mut conn = Conn::open(&proxy).await;
+
+    conn.send(&get("lane.test", "/first", "")).await;
+    assert_eq!(conn.response(false).await.echo().path, "/first");
+    assert_eq!(lane_count(&proxy).await - before, 1);
+
+    // A wrong key is Pingora's to answer (401), pipelined with a POST and a GET behind it:
+    // every byte the lane read reaches Pingora, in order.
+    let mut rest = get("lane.test", "/key/x", "x-api-key: nope\r\n");
+    rest.extend(
+        b"POST /upload HTTP/1.1\r\nHost: lane.test\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+    );
+    rest.extend(get("lane.test", "/after", "x-api-key: k1\r\n"));
+    conn.send(&rest).await;
+    let refused = conn.response(false).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        String::from_utf8_lossy(&refused.body),
+        "invalid credentials\n"
+    );
+    let posted = conn.response(false).await;
+    assert_eq!(posted.status, 200);
+    assert_eq!(posted.echo().path, "/upload");
+    let after = conn.response(false).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(after.echo().path, "/after");
+    assert_eq!(after.echo().headers["x-proxy-from"], "Aralez");
+
+    // Unknown hosts, HTTP/1.0 and a key the route takes, on new connections.
+    let mut other = Conn::open(&proxy).await;
+    other.send(&get("nowhere.test", "/", "")).await;
+    assert_eq!(other.response(false).await.status, 404);
+    let mut old = Conn::open(&proxy).await;
+    old.send(b"GET /old HTTP/1.0\r\nHost: lane.test\r\n\r\n")
+        .await;
+    assert_eq!(old.response(false).await.echo().path, "/old");
+    let mut keyed = Conn::open(&proxy).await;
+    keyed
+        .send(&get("lane.test", "/key/y", "x-api-key: k1\r\n"))
+        .await;
+    let answer = keyed.response(false).await;
+    assert_eq!(answer.status, 200);
+    // The key the proxy consumed does not reach the backend.
+    assert!(!answer.echo().headers.contains_key("x-api-key"));
+
+    // The lane served /first and /key/y; Pingora the rest.
+    assert_eq!(lane_count(&proxy).await - before, 2);
+}
+
+#[tokio::test]
+async fn a_backend_that_cannot_be_reached_gets_pingora_s_502() {
+    let backend = TestBackend::start("gone").await;
+    let proxy = Proxy::start(&routes(&backend)).await;
+    backend.kill();
+    drop(backend);
+    let mut conn = Conn::open(&proxy).await;
+    conn.send(&get("lane.test", "/", "")).await;
+    let resp = conn.response(false).await;
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(resp.header("cache-control"), Some("private, no-store"));
+    assert_eq!(
+        String::from_utf8_lossy(&resp.body),
+        "502 Bad Gateway: no backend of this route could be reached\n"
+    );
+    assert!(conn.closed().await);
+}
+
+#[tokio::test]
+async fn with_the_lane_off_pingora_serves_the_same_answers() {
+    let backend = TestBackend::start("one").await;
+    let proxy = Proxy::start_with(
+        &routes(&backend),
+        ProxyOptions {
+            main_extra: "fast_lane: false\n".into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await;
+    let mut conn = Conn::open(&proxy).await;
+    let mut two = get("lane.test", "/1", "X-Forwarded-For: 10.0.0.9\r\n");
+    two.extend(get("lane.test", "/2", ""));
+    conn.send(&two).await;
+    let first = conn.response(false).await;
+    assert_eq!(first.header("connection"), Some("keep-alive"));
+    assert_eq!(first.header("x-served-by"), Some("aralez"));
+    assert_eq!(
+        first.echo().headers["x-forwarded-for"],
+        "10.0.0.9, 127.0.0.1"
+    );
+    assert_eq!(conn.response(false).await.echo().path, "/2");
+    assert_eq!(lane_count(&proxy).await, 0);
+}
