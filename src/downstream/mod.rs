@@ -133,6 +133,10 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                 Served::KeepAlive => {
                     io.request_done(false);
                     idle = true;
+                    // An idle connection keeps no large response's buffer.
+                    if out.capacity() > READ_BUFFER {
+                        out = BytesMut::new();
+                    }
                 }
                 Served::Close => {
                     pingora::protocols::Shutdown::shutdown(&mut io).await;
