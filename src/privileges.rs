@@ -115,9 +115,14 @@ impl Identity {
 static SETTLED: AtomicBool = AtomicBool::new(true);
 static SETTLED_WATCH: LazyLock<watch::Sender<bool>> = LazyLock::new(|| watch::Sender::new(true));
 
+/// Whether requests may be served (the drop is done, or there is none).
+pub fn is_settled() -> bool {
+    SETTLED.load(Ordering::Acquire)
+}
+
 /// Holds requests until the drop is done; one atomic load once it is.
 pub async fn settled() {
-    if SETTLED.load(Ordering::Acquire) {
+    if is_settled() {
         return;
     }
     let mut rx = SETTLED_WATCH.subscribe();

@@ -71,6 +71,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
 }
 
 impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
+    /// The rest of the connection is Pingora's. Boxed: a fast-lane connection's task would
+    /// otherwise hold room for Pingora's connection future its whole life.
+    async fn to_pingora(
+        self: &Arc<Self>,
+        io: GuardedStream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        Box::pin(self.inner.process_new(Box::new(io), shutdown)).await
+    }
+
     /// Reads request heads and has the lane serve them, until one is not the lane's: then
     /// Pingora gets it, with every byte read so far, and the connection.
     async fn serve_lane(
@@ -96,7 +106,7 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                 Read::Head(head) => head,
                 Read::Unsupported { taken } => {
                     io.unread(&taken, &buf);
-                    return self.inner.process_new(Box::new(io), shutdown).await;
+                    return self.to_pingora(io, shutdown).await;
                 }
                 Read::Partial => {
                     if buf.capacity() - buf.len() < MIN_READ {
@@ -144,7 +154,7 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                 }
                 Served::Pingora(head) => {
                     io.unread(&head, &buf);
-                    return self.inner.process_new(Box::new(io), shutdown).await;
+                    return self.to_pingora(io, shutdown).await;
                 }
             }
         }

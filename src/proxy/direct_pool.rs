@@ -191,13 +191,15 @@ impl ConnectionPools {
                 Ok(Attempt::Broke(e)) => match resend() {
                     Some(again) => {
                         debug!("idle connection to backend {addr} broke ({e}); sending again on a new one");
-                        return self.send_new(addr, again, read_timeout).await;
+                        return Box::pin(self.send_new(addr, again, read_timeout)).await;
                     }
                     None => return Err(SendError::Dropped(e)),
                 },
             }
         }
-        self.send_new(addr, req, read_timeout).await
+        // Boxed: a new connection is the rare case, and its handshake future would make every
+        // request's future larger (they are moved, so copied, once per request).
+        Box::pin(self.send_new(addr, req, read_timeout)).await
     }
 
     /// Sends `req` on a new connection to `addr`.

@@ -65,8 +65,12 @@ impl ProxyCore {
         out: &mut BytesMut,
         conn: &Conn,
     ) -> Served {
-        // Nothing is served while the process is still root (see `privileges`).
-        crate::privileges::settled().await;
+        // Nothing is served while the process is still root (see `privileges`). The waits
+        // here that most requests skip are boxed: this future is moved once per request, and
+        // its size is that of its largest wait.
+        if !crate::privileges::is_settled() {
+            Box::pin(crate::privileges::settled()).await;
+        }
         let table = self.store.load();
         let Some(host) = head
             .parts
@@ -86,7 +90,7 @@ impl ProxyCore {
             return Served::Pingora(head.raw);
         }
         if let Some(auth) = &route.auth {
-            if auth.check(&head.parts).await != Verdict::Allowed {
+            if Box::pin(auth.check(&head.parts)).await != Verdict::Allowed {
                 return Served::Pingora(head.raw);
             }
         }
@@ -195,7 +199,7 @@ impl ProxyCore {
                     ctx.backend_name()
                 );
                 let status = error_status(&e);
-                let bytes = respond_error(io, out, status, &method).await;
+                let bytes = Box::pin(respond_error(io, out, status, &method)).await;
                 (status, Some(e), bytes, Served::Close)
             }
         };
