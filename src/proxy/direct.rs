@@ -10,14 +10,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::{Body, Incoming};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
+use super::direct_pool::Lease;
 use crate::routing::Route;
 
 /// Whether this request takes the direct path.
@@ -97,19 +95,6 @@ const HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
-/// The request for the backend, from the parts `prepare` made: its target in origin form
-/// (`/path?query`), as a request to a server (not to a proxy) is written.
-pub fn request(mut parts: http::request::Parts) -> http::Request<Empty<Bytes>> {
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let mut uri = http::uri::Parts::default();
-        uri.path_and_query = parts.uri.path_and_query().cloned();
-        if let Ok(origin) = http::Uri::from_parts(uri) {
-            parts.uri = origin;
-        }
-    }
-    http::Request::from_parts(parts, Empty::new())
-}
-
 /// The backend's response header for the client, without the backend connection's own
 /// fields (Pingora sets the client connection's). `Transfer-Encoding` stays: it frames the
 /// body towards the client as it did from the backend. With `keep_case` (when configured
@@ -152,14 +137,11 @@ const BACKEND_CONNECTION: [HeaderName; 3] = [
 /// Streams the backend's response body to the client, each read within `read_timeout`.
 pub async fn relay_body(
     session: &mut Session,
-    mut body: Incoming,
+    body: &mut Lease<'_>,
     read_timeout: Duration,
 ) -> Result<()> {
-    if body.is_end_stream() {
-        return session.write_response_body(None, true).await;
-    }
-    loop {
-        let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+    while !body.body_done() {
+        let data = match tokio::time::timeout(read_timeout, body.next_data()).await {
             Err(_) => {
                 return Err(Error::explain(
                     ErrorType::ReadTimedout,
@@ -167,22 +149,23 @@ pub async fn relay_body(
                 )
                 .into_up())
             }
-            Ok(None) => return session.write_response_body(None, true).await,
-            Ok(Some(frame)) => frame
-                .map_err(|e| Error::because(ErrorType::ReadError, "backend response body", e))
-                .map_err(|e| e.into_up())?,
-        };
-        // Trailers have no place in an HTTP/1.x response to the client; they are dropped.
-        if let Ok(data) = frame.into_data() {
-            // A body whose length the backend gave ends with its last frame: finish it in the
-            // same call rather than with another round through Pingora's body writer.
-            let end = body.is_end_stream();
-            session.write_response_body(Some(data), end).await?;
-            if end {
-                return Ok(());
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(data))) => data,
+            Ok(Err(e)) => {
+                return Err(
+                    Error::because(ErrorType::ReadError, "backend response body", e).into_up(),
+                )
             }
+        };
+        // A body whose length the backend gave ends with its last piece: finish it in the
+        // same call rather than with another round through Pingora's body writer.
+        let end = body.body_done();
+        session.write_response_body(Some(data), end).await?;
+        if end {
+            return Ok(());
         }
     }
+    session.write_response_body(None, true).await
 }
 
 #[cfg(test)]
@@ -211,12 +194,15 @@ mod tests {
 
     #[test]
     fn the_request_keeps_the_target_in_origin_form() {
-        let mut header = RequestHeader::build("GET", b"/a/b?c=d", None).unwrap();
+        let mut header = RequestHeader::build("GET", b"http://site.example/a/b?c=d", None).unwrap();
         header.insert_header("Host", "site.example").unwrap();
-        let req = request(upstream_parts(&header));
-        assert_eq!(req.uri().to_string(), "/a/b?c=d");
-        assert_eq!(req.headers()["host"], "site.example");
-        assert_eq!(req.version(), http::Version::HTTP_11);
+        let mut head = Vec::new();
+        super::super::backend_h1::write_request(&mut head, &upstream_parts(&header));
+        let head = String::from_utf8(head).unwrap();
+        assert!(
+            head.starts_with("GET /a/b?c=d HTTP/1.1\r\nHost: site.example\r\n"),
+            "{head}"
+        );
     }
 
     #[test]

@@ -16,15 +16,14 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
 use log::{debug, error};
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::direct_pool::Lease;
 use super::{
-    access_entry, direct, error_status, finish_response_header, keeps_case, local,
+    access_entry, backend_h1, direct, error_status, finish_response_header, keeps_case, local,
     prepare_upstream_request, sticky_backend, Client, ProxyCore, RequestCtx,
 };
 use crate::auth::Verdict;
@@ -51,6 +50,9 @@ pub struct Conn {
     /// Pingora's service is shutting down: answer, then close.
     pub shutting_down: bool,
 }
+
+/// Room for the fields the proxy adds to a request head.
+const REQUEST_EXTRA: usize = 256;
 
 /// Body bytes copied into the write buffer; a larger frame is written as it is.
 const COALESCE: usize = 16 * 1024;
@@ -123,27 +125,17 @@ impl ProxyCore {
         };
         let keep_alive = !close && !conn.shutting_down && !self.in_flight.draining();
 
-        // The first attempt sends the parts as read; a resend reads the head again.
-        let mut first = Some(parts);
         let build = |ctx: &RequestCtx| {
-            let mut upstream = match first.take() {
-                Some(parts) => parts,
-                None => {
-                    h1::parse_head(&raw)
-                        .ok_or_else(|| Error::explain(ErrorType::InternalError, "head re-read"))?
-                        .parts
-                }
-            };
+            let mut upstream = parts;
             prepare_upstream_request(&mut upstream, &client, ctx)?;
-            Ok(direct::request(upstream))
+            let mut head = Vec::with_capacity(raw.len() + REQUEST_EXTRA);
+            backend_h1::write_request(&mut head, &upstream);
+            Ok(head)
         };
-        let sent = self
-            .send_direct(&mut ctx, &client, method.is_idempotent(), build)
-            .await;
+        let sent = self.send_direct(&mut ctx, &client, &method, build).await;
         let outcome = match sent {
-            Ok((response, lease)) => {
+            Ok((parts, mut lease)) => {
                 let read_timeout = self.read_timeout(&ctx);
-                let (parts, body) = response.into_parts();
                 let answered = async {
                     let mut header = direct::response_header(parts, keeps_case(&ctx))?;
                     finish_response_header(&mut header, &mut ctx)?;
@@ -156,7 +148,7 @@ impl ProxyCore {
                 .await;
                 match answered {
                     Ok((status, framing, keep_alive)) => {
-                        match relay(io, out, body, framing, read_timeout).await {
+                        match relay(io, out, &mut lease, framing, read_timeout).await {
                             Ok(bytes) => {
                                 // Read to its end: the connection can take the next request.
                                 lease.release();
@@ -242,26 +234,24 @@ fn host_str(host: &Option<http::HeaderValue>) -> &str {
 async fn relay<W: AsyncWrite + Unpin>(
     io: &mut W,
     out: &mut BytesMut,
-    mut body: Incoming,
+    body: &mut Lease<'_>,
     framing: Framing,
     read_timeout: Duration,
 ) -> Result<usize> {
     let mut sent = 0;
     if framing != Framing::Empty {
-        while !body.is_end_stream() {
-            let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+        while !body.body_done() {
+            let data = match tokio::time::timeout(read_timeout, body.next_data()).await {
                 Err(_) => {
                     let why = "backend sent no body data in time";
                     return Err(Error::explain(ErrorType::ReadTimedout, why).into_up());
                 }
-                Ok(None) => break,
-                Ok(Some(frame)) => frame
-                    .map_err(|e| Error::because(ErrorType::ReadError, "backend response body", e))
-                    .map_err(|e| e.into_up())?,
-            };
-            // Trailers have no place in an HTTP/1.x response to the client; they are dropped.
-            let Ok(data) = frame.into_data() else {
-                continue;
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(data))) => data,
+                Ok(Err(e)) => {
+                    let why = "backend response body";
+                    return Err(Error::because(ErrorType::ReadError, why, e).into_up());
+                }
             };
             sent += data.len();
             let chunked = framing == Framing::Chunked;
@@ -283,7 +273,7 @@ async fn relay<W: AsyncWrite + Unpin>(
                     out.put_slice(b"\r\n");
                 }
             }
-            if !body.is_end_stream() {
+            if !body.body_done() {
                 // More to come, perhaps much later (a stream of events): send what is here.
                 write(io, out).await?;
                 io.flush()

@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` implementation. Each hook is short and calls into `routing`,
 //! `balance` and the helpers here; the order of hooks is Pingora's (see PINGORA.md §1.2).
 
+mod backend_h1;
 mod context;
 mod direct;
 mod direct_pool;
@@ -511,19 +512,18 @@ impl AralezProxy {
     async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let req = session.req_header();
         let client = Client::of(session);
-        let (response, lease) = self
-            .send_direct(ctx, &client, req.method.is_idempotent(), |ctx| {
+        let (parts, mut lease) = self
+            .send_direct(ctx, &client, &req.method, |ctx| {
                 direct_request(req, &client, ctx)
             })
             .await?;
         let read_timeout = self.read_timeout(ctx);
-        let (parts, body) = response.into_parts();
         let mut header = direct::response_header(parts, keeps_case(ctx))?;
         finish_response_header(&mut header, ctx)?;
         session
             .write_response_header(Box::new(header), false)
             .await?;
-        direct::relay_body(session, body, read_timeout).await?;
+        direct::relay_body(session, &mut lease, read_timeout).await?;
         // Read to its end: the connection can take the next request.
         lease.release();
         Ok(())
@@ -539,27 +539,29 @@ impl ProxyCore {
             .unwrap_or(self.upstream_read_timeout)
     }
 
-    /// Sends the request `build` makes to the route's backends on the direct path (hyper's
-    /// client), with the same backend choice, retries and health marking as Pingora's path
+    /// Sends the request head `build` writes to the route's backends on the direct path
+    /// (`backend_h1`), with the same backend choice, retries and health marking as Pingora's path
     /// (the hooks above); the first response header, with the lease of its connection.
     async fn send_direct(
         &self,
         ctx: &mut RequestCtx,
         client: &Client<'_>,
-        idempotent: bool,
-        mut build: impl FnMut(&RequestCtx) -> Result<http::Request<http_body_util::Empty<bytes::Bytes>>>,
-    ) -> Result<(
-        http::Response<hyper::body::Incoming>,
-        direct_pool::Lease<'_>,
-    )> {
+        method: &http::Method,
+        build: impl FnOnce(&RequestCtx) -> Result<Vec<u8>>,
+    ) -> Result<(http::response::Parts, direct_pool::Lease<'_>)> {
         let read_timeout = self.read_timeout(ctx);
+        let idempotent = method.is_idempotent();
+        let head = method == http::Method::HEAD;
+        // The same bytes for every backend: nothing in them depends on which one.
+        let request = build(ctx)?;
         loop {
             let (route, index) = next_backend(ctx)?;
             let addr = route.backends[index].addr;
-            let request = build(ctx)?;
-            // Built again only if a kept-alive connection breaks under it (and it is safe).
-            let resend = || idempotent.then(|| build(ctx).ok()).flatten();
-            match self.direct.send(addr, request, resend, read_timeout).await {
+            match self
+                .direct
+                .send(addr, &request, head, idempotent, read_timeout)
+                .await
+            {
                 Ok(response) => return Ok(response),
                 Err(SendError::Connect(e)) => {
                     if !self.connect_failed(client, ctx, &e) {
@@ -577,6 +579,9 @@ impl ProxyCore {
                         route.host,
                         client.path
                     );
+                }
+                Err(SendError::Invalid(what)) => {
+                    return Err(Error::explain(ErrorType::InvalidHTTPHeader, what).into_up());
                 }
                 Err(SendError::TimedOut) => {
                     let why = "no response header within the read timeout";
@@ -675,17 +680,18 @@ fn next_backend(ctx: &mut RequestCtx) -> Result<(Arc<Route>, usize)> {
     Ok((route, index))
 }
 
-/// The backend's request on the direct path. Without Pingora's name-case map: hyper
-/// title-cases every name it writes.
-fn direct_request(
-    req: &RequestHeader,
-    client: &Client<'_>,
-    ctx: &RequestCtx,
-) -> Result<http::Request<http_body_util::Empty<bytes::Bytes>>> {
+/// The backend's request head on the direct path. Without Pingora's name-case map: every
+/// name is written title-cased.
+fn direct_request(req: &RequestHeader, client: &Client<'_>, ctx: &RequestCtx) -> Result<Vec<u8>> {
     let mut upstream = direct::upstream_parts(req);
     prepare_upstream_request(&mut upstream, client, ctx)?;
-    Ok(direct::request(upstream))
+    let mut head = Vec::with_capacity(REQUEST_HEAD);
+    backend_h1::write_request(&mut head, &upstream);
+    Ok(head)
 }
+
+/// Room for a typical request head towards a backend.
+const REQUEST_HEAD: usize = 512;
 
 /// Whether a request whose backend dropped the connection before any response header goes
 /// to the next backend (the caller has checked that resending it is safe); counts the retry.

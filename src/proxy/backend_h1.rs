@@ -1,0 +1,498 @@
+//! The direct path's HTTP/1.1 client: one backend connection, driven by the request that
+//! holds it. hyper's client connection ran as a task of its own, so each request crossed a
+//! channel twice and woke two tasks, and took the response through hyper's dispatcher; on the
+//! direct path (no request body, plain HTTP, one request at a time) the request's own task can
+//! write the head and read the answer itself.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+
+/// Most response fields read.
+const MAX_FIELDS: usize = 128;
+/// Longest response head (status line and fields).
+const MAX_HEAD: usize = 64 * 1024;
+/// Read buffer of a backend connection (it grows for a longer head).
+const READ_BUFFER: usize = 8 * 1024;
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The connection broke (or closed) before the whole response head: most likely a
+    /// kept-alive connection the backend had closed. Resending may be safe.
+    #[error("connection closed before the response header: {0}")]
+    Broke(std::io::Error),
+    /// The backend answered something that is not an HTTP/1.x response we can relay.
+    #[error("invalid response from the backend: {0}")]
+    Invalid(&'static str),
+}
+
+/// Where the response body stands on the backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Read to its end, or none (HEAD, 204, 304).
+    Done,
+    /// `Content-Length`: bytes still to come.
+    Length(u64),
+    /// Chunked, within a chunk's data: bytes still to come, then its CRLF.
+    ChunkData(u64),
+    /// Chunked: the CRLF after a chunk's data.
+    ChunkEnd,
+    /// Chunked: a size line.
+    ChunkSize,
+    /// Chunked: trailer fields after the last chunk, up to an empty line (they are dropped).
+    Trailers,
+    /// Neither: the body ends when the backend closes the connection.
+    UntilClose,
+}
+
+/// An HTTP/1.1 connection to a backend.
+pub struct BackendConn {
+    stream: TcpStream,
+    buf: BytesMut,
+    framing: Framing,
+    /// The backend keeps the connection open after this response.
+    keep_alive: bool,
+}
+
+impl BackendConn {
+    pub fn new(stream: TcpStream) -> Self {
+        BackendConn {
+            stream,
+            buf: BytesMut::new(),
+            framing: Framing::Done,
+            keep_alive: true,
+        }
+    }
+
+    /// Whether the backend has closed (or reset) this idle connection, as the runtime's
+    /// readiness events already tell; no system call.
+    pub fn is_closed(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let ready = pin!(self.stream.ready(Interest::READABLE));
+        match ready.poll(&mut cx) {
+            Poll::Ready(Ok(ready)) => ready.is_read_closed() || ready.is_error(),
+            Poll::Ready(Err(_)) => true,
+            Poll::Pending => false,
+        }
+    }
+
+    /// Writes `request` (a head: the request has no body) and reads the response head,
+    /// skipping interim (1xx) responses. `head_request`: the request is a HEAD, so no body
+    /// follows whatever the head says.
+    pub async fn exchange(
+        &mut self,
+        request: &[u8],
+        head_request: bool,
+    ) -> Result<http::response::Parts, ExchangeError> {
+        self.buf.clear();
+        self.stream
+            .write_all(request)
+            .await
+            .map_err(ExchangeError::Broke)?;
+        loop {
+            let parts = self.read_head().await?;
+            if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                return Err(ExchangeError::Invalid("101 to a request without Upgrade"));
+            }
+            if parts.status.is_informational() {
+                continue;
+            }
+            self.framing = framing(&parts, head_request)?;
+            self.keep_alive = self.framing != Framing::UntilClose && keeps_alive(&parts);
+            return Ok(parts);
+        }
+    }
+
+    async fn read_head(&mut self) -> Result<http::response::Parts, ExchangeError> {
+        loop {
+            if let Some(end) = memchr::memmem::find(&self.buf, b"\r\n\r\n") {
+                let raw = self.buf.split_to(end + 4).freeze();
+                return parse_head(&raw);
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(ExchangeError::Invalid("response head too long"));
+            }
+            self.buf.reserve(READ_BUFFER);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) => {
+                    return Err(ExchangeError::Broke(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "closed by the backend",
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ExchangeError::Broke(e)),
+            }
+        }
+    }
+
+    /// Whether the response body has been read to its end (a last chunk already read in
+    /// counts, though `next_data` was not called for it yet).
+    pub fn body_done(&mut self) -> bool {
+        if matches!(
+            self.framing,
+            Framing::ChunkEnd | Framing::ChunkSize | Framing::Trailers
+        ) && self.advance().is_err()
+        {
+            self.keep_alive = false;
+        }
+        self.framing == Framing::Done
+    }
+
+    /// Whether the connection can take another request: the body was read to its end and
+    /// the backend keeps the connection open.
+    pub fn reusable(&mut self) -> bool {
+        self.keep_alive && self.body_done()
+    }
+
+    /// The next piece of the response body, None at its end.
+    pub async fn next_data(&mut self) -> std::io::Result<Option<Bytes>> {
+        loop {
+            match self.framing {
+                Framing::Done => return Ok(None),
+                Framing::Length(left) | Framing::ChunkData(left) if !self.buf.is_empty() => {
+                    let n = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(self.buf.len());
+                    let data = self.buf.split_to(n).freeze();
+                    let left = left - n as u64;
+                    self.framing = match (self.framing, left) {
+                        (Framing::Length(_), 0) => Framing::Done,
+                        (Framing::Length(_), _) => Framing::Length(left),
+                        (_, 0) => Framing::ChunkEnd,
+                        _ => Framing::ChunkData(left),
+                    };
+                    return Ok(Some(data));
+                }
+                Framing::Length(_) | Framing::ChunkData(_) => {
+                    self.fill("the backend closed within the body").await?
+                }
+                Framing::UntilClose => {
+                    if !self.buf.is_empty() {
+                        return Ok(Some(self.buf.split().freeze()));
+                    }
+                    self.buf.reserve(READ_BUFFER);
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        self.framing = Framing::Done;
+                        return Ok(None);
+                    }
+                }
+                Framing::ChunkEnd | Framing::ChunkSize | Framing::Trailers => {
+                    if !self.advance()? {
+                        self.fill("the backend closed within the chunked framing")
+                            .await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads more of the body; the end of the stream here is an error (`why`).
+    async fn fill(&mut self, why: &'static str) -> std::io::Result<()> {
+        self.buf.reserve(READ_BUFFER);
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            self.keep_alive = false;
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why));
+        }
+        Ok(())
+    }
+
+    /// Moves through the chunked framing the buffer holds (CRLFs, size lines, trailers);
+    /// false when it needs more bytes first.
+    fn advance(&mut self) -> std::io::Result<bool> {
+        loop {
+            match self.framing {
+                Framing::ChunkEnd => {
+                    if self.buf.len() < 2 {
+                        return Ok(false);
+                    }
+                    if &self.buf[..2] != b"\r\n" {
+                        return Err(invalid("no CRLF after a chunk"));
+                    }
+                    self.buf.advance(2);
+                    self.framing = Framing::ChunkSize;
+                }
+                Framing::ChunkSize => {
+                    let Some(end) = memchr::memchr(b'\n', &self.buf) else {
+                        return if self.buf.len() > MAX_LINE {
+                            Err(invalid("chunk size line too long"))
+                        } else {
+                            Ok(false)
+                        };
+                    };
+                    let size =
+                        chunk_size(&self.buf[..end]).ok_or_else(|| invalid("bad chunk size"))?;
+                    self.buf.advance(end + 1);
+                    self.framing = if size == 0 {
+                        Framing::Trailers
+                    } else {
+                        Framing::ChunkData(size)
+                    };
+                }
+                Framing::Trailers => {
+                    let Some(end) = memchr::memchr(b'\n', &self.buf) else {
+                        return if self.buf.len() > MAX_HEAD {
+                            Err(invalid("trailers too long"))
+                        } else {
+                            Ok(false)
+                        };
+                    };
+                    let empty = end == 0 || (end == 1 && self.buf[0] == b'\r');
+                    self.buf.advance(end + 1);
+                    if empty {
+                        self.framing = Framing::Done;
+                    }
+                }
+                _ => return Ok(true),
+            }
+        }
+    }
+}
+
+/// Longest chunk size line (with extensions).
+const MAX_LINE: usize = 4096;
+
+fn invalid(what: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
+}
+
+/// The size a chunk's size line gives (`1a;ext=1\r`), None when it is not hex or too large.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line.split(|&b| b == b';').next()?;
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let text = std::str::from_utf8(digits).ok()?;
+    u64::from_str_radix(text, 16).ok()
+}
+
+/// The response head's status and fields, their values sharing `raw`'s bytes.
+fn parse_head(raw: &Bytes) -> Result<http::response::Parts, ExchangeError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut resp = httparse::Response::new(&mut slots);
+    match resp.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(ExchangeError::Invalid("incomplete head")),
+        Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
+    }
+    let status = resp
+        .code
+        .and_then(|c| http::StatusCode::from_u16(c).ok())
+        .ok_or(ExchangeError::Invalid("bad status code"))?;
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 4);
+    for field in resp.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| ExchangeError::Invalid("bad field name"))?;
+        let value = HeaderValue::from_maybe_shared(raw.slice_ref(field.value))
+            .map_err(|_| ExchangeError::Invalid("bad field value"))?;
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = if resp.version == Some(0) {
+        http::Version::HTTP_10
+    } else {
+        http::Version::HTTP_11
+    };
+    parts.headers = headers;
+    Ok(parts)
+}
+
+/// How the body of this response is delimited (RFC 9112 §6.3).
+fn framing(parts: &http::response::Parts, head_request: bool) -> Result<Framing, ExchangeError> {
+    let status = parts.status;
+    if head_request
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Done);
+    }
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        let chunked = parts
+            .headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked {
+            Framing::ChunkSize
+        } else {
+            Framing::UntilClose
+        });
+    }
+    let mut length = None;
+    for value in parts.headers.get_all(header::CONTENT_LENGTH) {
+        let n: u64 = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or(ExchangeError::Invalid("bad Content-Length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(ExchangeError::Invalid("conflicting Content-Length"));
+        }
+        length = Some(n);
+    }
+    Ok(match length {
+        Some(0) => Framing::Done,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    })
+}
+
+/// Whether the backend keeps the connection open after this response.
+fn keeps_alive(parts: &http::response::Parts) -> bool {
+    let mut close = parts.version == http::Version::HTTP_10;
+    for value in parts.headers.get_all(header::CONNECTION) {
+        for token in value.to_str().unwrap_or("close").split(',') {
+            let token = token.trim();
+            if token.eq_ignore_ascii_case("close") {
+                return false;
+            }
+            if token.eq_ignore_ascii_case("keep-alive") {
+                close = false;
+            }
+        }
+    }
+    !close
+}
+
+/// Appends the request head for a backend: origin-form target, HTTP/1.1, field names
+/// title-cased (`X-Forwarded-For`), as configured and as most clients write them.
+pub fn write_request(buf: &mut Vec<u8>, parts: &http::request::Parts) {
+    buf.extend_from_slice(parts.method.as_str().as_bytes());
+    buf.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    buf.extend_from_slice(target.as_bytes());
+    buf.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        let mut upper = true;
+        for &b in name.as_str().as_bytes() {
+            buf.push(if upper { b.to_ascii_uppercase() } else { b });
+            upper = b == b'-';
+        }
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size(b"1a\r"), Some(26));
+        assert_eq!(chunk_size(b"0"), Some(0));
+        assert_eq!(chunk_size(b"ff;name=v\r"), Some(255));
+        assert_eq!(chunk_size(b"zz\r"), None);
+        assert_eq!(chunk_size(b"\r"), None);
+        assert_eq!(chunk_size(b"1000000000000000\r"), None);
+    }
+
+    #[test]
+    fn request_heads_are_title_cased() {
+        let mut req = http::Request::get("/a?b=1")
+            .header("host", "x")
+            .header("x-forwarded-for", "1.2.3.4")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        req.headers
+            .append("x-forwarded-for", "5.6.7.8".parse().unwrap());
+        let mut buf = Vec::new();
+        write_request(&mut buf, &req);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodies_are_delimited_as_rfc_9112_says() {
+        let head = |text: &str| parse_head(&Bytes::copy_from_slice(text.as_bytes())).unwrap();
+        let get = |text: &str| framing(&head(text), false).unwrap();
+        assert_eq!(
+            get("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            get("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            Framing::Done
+        );
+        assert_eq!(
+            get("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n"),
+            Framing::ChunkSize
+        );
+        assert_eq!(get("HTTP/1.1 200 OK\r\n\r\n"), Framing::UntilClose);
+        assert_eq!(
+            get("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Done
+        );
+        let ok = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(framing(&ok, true).unwrap(), Framing::Done);
+        assert!(framing(
+            &head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            false
+        )
+        .is_err());
+        assert!(keeps_alive(&ok));
+        assert!(!keeps_alive(&head(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        )));
+        assert!(!keeps_alive(&head("HTTP/1.0 200 OK\r\n\r\n")));
+        assert!(keeps_alive(&head(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"
+        )));
+    }
+
+    /// A chunked body split at every byte boundary reads back whole, and its end is seen.
+    #[tokio::test]
+    async fn chunked_bodies_read_whole_in_any_split() {
+        let wire: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nTrailer: t\r\n\r\n";
+        for split in [1, 2, 3, 7, wire.len()] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut req = [0u8; 1024];
+                let _ = s.read(&mut req).await.unwrap();
+                for piece in wire.chunks(split) {
+                    s.write_all(piece).await.unwrap();
+                    s.flush().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                // Keep the connection open: the body must end by its framing.
+                let _ = s.read(&mut req).await;
+            });
+            let mut conn = BackendConn::new(TcpStream::connect(addr).await.unwrap());
+            let parts = conn
+                .exchange(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false)
+                .await
+                .unwrap();
+            assert_eq!(parts.status, 200);
+            let mut body = Vec::new();
+            while !conn.body_done() {
+                match conn.next_data().await.unwrap() {
+                    Some(data) => body.extend_from_slice(&data),
+                    None => break,
+                }
+            }
+            assert_eq!(body, b"hello!", "split {split}");
+            assert!(conn.reusable(), "split {split}");
+            drop(conn);
+            server.await.unwrap();
+        }
+    }
+}
