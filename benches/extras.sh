@@ -25,7 +25,9 @@ need h2load nghttp2-client
 need openssl openssl
 need curl curl
 
-cargo build --release --bin aralez
+# The same build as load.sh and profile.sh (their examples need dev-dependency features), so
+# that `make bench` builds once.
+cargo build --release --bin aralez --example pingora_baseline --example hyper_baseline
 # 10,000 idle clients and the proxies' sockets for them: as many descriptors as allowed.
 ulimit -n "$(ulimit -Hn)"
 if [ "$IDLE" -gt $(( $(ulimit -n) - 1000 )) ]; then IDLE=$(( $(ulimit -n) - 1000 )); fi

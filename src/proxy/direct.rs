@@ -1,6 +1,7 @@
 //! The direct path: a request with no body from an HTTP/1.x client to a route whose backends
-//! speak plain HTTP is forwarded on hyper's HTTP/1.1 connections (kept per backend and
-//! worker thread by `direct_pool`) from `request_filter`, which writes the answer itself.
+//! speak plain HTTP is forwarded on Aralez's own HTTP/1.1 client connections (`backend_h1`,
+//! kept per backend and worker thread by `direct_pool`), from the fast lane (`lane`) or from
+//! `request_filter`, which writes the answer itself.
 //! Pingora's proxy path costs half the throughput on such requests (its two-halves proxy
 //! loop, a task spawned per pooled connection it puts back, the request header cloned into
 //! two maps; see README "Performance"); the routing, auth, headers, balancing, retries,
@@ -13,7 +14,7 @@ use std::time::Duration;
 use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
+use pingora::Result;
 
 use super::direct_pool::Lease;
 use crate::routing::Route;
@@ -100,7 +101,8 @@ const HOP_BY_HOP: [HeaderName; 10] = [
 /// body towards the client as it did from the backend. With `keep_case` (when configured
 /// response headers will be added, to go out as written) it is built with Pingora's name-case
 /// map; without, the backend's map is taken as it is, which writes the same names (standard
-/// ones title-cased, others as hyper read them) at a fraction of the cost.
+/// ones title-cased, others as the backend's head spelled them, lowercased) at a fraction of
+/// the cost.
 pub fn response_header(
     mut parts: http::response::Parts,
     keep_case: bool,
@@ -141,21 +143,8 @@ pub async fn relay_body(
     read_timeout: Duration,
 ) -> Result<()> {
     while !body.body_done() {
-        let data = match tokio::time::timeout(read_timeout, body.next_data()).await {
-            Err(_) => {
-                return Err(Error::explain(
-                    ErrorType::ReadTimedout,
-                    "backend sent no body data in time",
-                )
-                .into_up())
-            }
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(data))) => data,
-            Ok(Err(e)) => {
-                return Err(
-                    Error::because(ErrorType::ReadError, "backend response body", e).into_up(),
-                )
-            }
+        let Some(data) = body.next_data(read_timeout).await? else {
+            break;
         };
         // A body whose length the backend gave ends with its last piece: finish it in the
         // same call rather than with another round through Pingora's body writer.

@@ -1,8 +1,8 @@
 //! The direct path's backend connections (`backend_h1`), kept idle per backend address in
 //! one pool per worker thread. A connection's socket is registered with the runtime of the
 //! thread that opened it, so handing it only to requests on that thread keeps a request's
-//! work on one thread. A thread's pool is a map lookup and a `Vec` pop; hyper's general client (its
-//! pool keyed by hashed URI parts behind a shared lock, racing a lazy connect against the
+//! work on one thread. A thread's pool is a map lookup and a `Vec` pop; hyper's general client
+//! (its pool keyed by hashed URI parts behind a shared lock, racing a lazy connect against the
 //! checkout) cost about a tenth of a proxied request's instructions for the same job.
 
 use std::net::SocketAddr;
@@ -76,9 +76,20 @@ pub struct Lease<'a> {
 }
 
 impl Lease<'_> {
-    /// The next piece of the response body, None at its end.
-    pub async fn next_data(&mut self) -> std::io::Result<Option<Bytes>> {
-        self.conn.next_data().await
+    /// The next piece of the response body, None at its end; each read from the backend
+    /// within `read_timeout`.
+    pub async fn next_data(&mut self, read_timeout: Duration) -> pingora::Result<Option<Bytes>> {
+        match tokio::time::timeout(read_timeout, self.conn.next_data()).await {
+            Err(_) => {
+                let why = "backend sent no body data in time";
+                Err(pingora::Error::explain(pingora::ErrorType::ReadTimedout, why).into_up())
+            }
+            Ok(Ok(data)) => Ok(data),
+            Ok(Err(e)) => {
+                let why = "backend response body";
+                Err(pingora::Error::because(pingora::ErrorType::ReadError, why, e).into_up())
+            }
+        }
     }
 
     /// Whether the response body has been read to its end.

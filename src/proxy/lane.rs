@@ -241,17 +241,8 @@ async fn relay<W: AsyncWrite + Unpin>(
     let mut sent = 0;
     if framing != Framing::Empty {
         while !body.body_done() {
-            let data = match tokio::time::timeout(read_timeout, body.next_data()).await {
-                Err(_) => {
-                    let why = "backend sent no body data in time";
-                    return Err(Error::explain(ErrorType::ReadTimedout, why).into_up());
-                }
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(data))) => data,
-                Ok(Err(e)) => {
-                    let why = "backend response body";
-                    return Err(Error::because(ErrorType::ReadError, why, e).into_up());
-                }
+            let Some(data) = body.next_data(read_timeout).await? else {
+                break;
             };
             sent += data.len();
             let chunked = framing == Framing::Chunked;

@@ -1,6 +1,6 @@
 //! The request header a backend gets, as either path holds it while it is prepared: Pingora's
 //! `RequestHeader` (its proxy path, which sends names as written) or the `http` request parts
-//! the direct path hands to hyper (which title-cases every name). The forwarding headers,
+//! the direct path writes with every name title-cased (`backend_h1`). The forwarding headers,
 //! the credential stripping and the route's headers are written once, against this trait.
 
 use bytes::Bytes;
