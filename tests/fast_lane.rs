@@ -132,17 +132,7 @@ fn get(host: &str, path: &str, extra: &str) -> Vec<u8> {
 
 /// `aralez_fast_lane_requests_total`, read from the config API.
 async fn lane_count(proxy: &Proxy) -> u64 {
-    let text = client()
-        .get(proxy.api_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("aralez_fast_lane_requests_total "))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    sample(&metrics(proxy).await, "aralez_fast_lane_requests_total").unwrap_or(0.0) as u64
 }
 
 fn routes(backend: &TestBackend) -> String {

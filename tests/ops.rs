@@ -17,23 +17,6 @@ fn first_line(path: &std::path::Path) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn metrics(proxy: &Proxy) -> String {
-    client()
-        .get(proxy.api_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the sample line `name` (with labels), if present.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_after_a_known_sequence_of_requests() {
     let a = TestBackend::start("a").await;

@@ -9,6 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 
 use crate::proxy::guard::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_TARGET};
+use crate::proxy::{HOP_BY_HOP, PROTECTED};
 
 /// Longest head the lane waits for; a longer one is Pingora's to refuse or serve.
 const MAX_HEAD: usize = MAX_TARGET + MAX_HEADER_BYTES + 1024;
@@ -139,28 +140,6 @@ pub fn parse_head(raw: &Bytes) -> Option<Head> {
     })
 }
 
-/// Fields a client's `Connection` header may not remove: the proxy needs them.
-const PROTECTED: [HeaderName; 4] = [
-    header::HOST,
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-forwarded-host"),
-    HeaderName::from_static("x-forwarded-proto"),
-];
-
-/// The hop-by-hop fields (RFC 9110 §7.6.1), not forwarded.
-const HOP_BY_HOP: [HeaderName; 10] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("http2-settings"),
-];
-
 /// How a response body goes to the client, decided from its header as Pingora does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -182,14 +161,7 @@ pub fn framing(request_method: &http::Method, resp: &ResponseHeader) -> Framing 
     {
         return Framing::Empty;
     }
-    let chunked = resp
-        .headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+    let chunked = is_chunked(&resp.headers);
     if chunked {
         Framing::Chunked
     } else if resp.headers.contains_key(header::CONTENT_LENGTH) {
@@ -197,6 +169,17 @@ pub fn framing(request_method: &http::Method, resp: &ResponseHeader) -> Framing 
     } else {
         Framing::UntilClose
     }
+}
+
+/// Whether a message's body is chunked: `chunked` is its last transfer coding (RFC 9112 §6.3).
+pub fn is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// Appends the status line and the fields of `resp` to `buf`, with `Date` and `Connection`

@@ -315,14 +315,7 @@ fn framing(parts: &http::response::Parts, head_request: bool) -> Result<Framing,
         return Ok(Framing::Done);
     }
     if parts.headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked = parts
-            .headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .next_back()
-            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        let chunked = crate::downstream::h1::is_chunked(&parts.headers);
         return Ok(if chunked {
             Framing::ChunkSize
         } else {

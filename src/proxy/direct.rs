@@ -56,7 +56,7 @@ pub fn upstream_parts(req: &RequestHeader) -> http::request::Parts {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !PROTECTED.contains(&name.as_str()))
+        .filter(|name| !PROTECTED.contains(name))
         .collect();
     let mut headers = http::HeaderMap::with_capacity(req.headers.len() + ADDED);
     for (name, value) in req.headers.iter() {
@@ -75,15 +75,17 @@ pub fn upstream_parts(req: &RequestHeader) -> http::request::Parts {
 /// Room for the fields the proxy adds (forwarding headers and a few of the route's).
 const ADDED: usize = 6;
 
-const PROTECTED: [&str; 4] = [
-    "host",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
+/// Fields a client's `Connection` header may not remove: the proxy needs them.
+pub const PROTECTED: [HeaderName; 4] = [
+    header::HOST,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
 ];
 
-/// Parsed once: removing a header by `&str` parses the name on every request.
-const HOP_BY_HOP: [HeaderName; 10] = [
+/// The hop-by-hop fields (RFC 9110 §7.6.1), not forwarded. Parsed once: removing a header by
+/// `&str` parses the name on every request.
+pub const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

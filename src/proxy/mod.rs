@@ -25,6 +25,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use context::RequestCtx;
+pub use direct::{HOP_BY_HOP, PROTECTED};
 pub use direct_pool::ConnectionPools;
 use direct_pool::SendError;
 pub use local::https_location;

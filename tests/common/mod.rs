@@ -681,6 +681,24 @@ pub async fn backend_of(
     (status == 200).then(|| Echo::parse(&body).backend)
 }
 
+/// The config API's `GET /metrics` text.
+pub async fn metrics(proxy: &Proxy) -> String {
+    client()
+        .get(proxy.api_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the sample line `name` (with labels), if present.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// `GET /status` with the master key, as JSON; None while the API does not answer.
 pub async fn status(proxy: &Proxy, key: &str) -> Option<serde_json::Value> {
     client()
