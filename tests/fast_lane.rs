@@ -307,3 +307,35 @@ async fn with_the_lane_off_pingora_serves_the_same_answers() {
     assert_eq!(conn.response(false).await.echo().path, "/2");
     assert_eq!(lane_count(&proxy).await, 0);
 }
+
+/// The keep-alive timeout counts from the end of the last request, however many came before:
+/// requests 2 s apart keep a connection with a 3 s timeout open past its first 3 s, and it
+/// closes about 3 s after the last one.
+#[tokio::test]
+async fn the_keep_alive_timeout_counts_from_the_last_request() {
+    let backend = TestBackend::start("one").await;
+    let proxy = Proxy::start_with(
+        &routes(&backend),
+        ProxyOptions {
+            main_extra: "keepalive_timeout: 3\n".into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await;
+    let mut conn = Conn::open(&proxy).await;
+    for i in 0..3 {
+        if i > 0 {
+            // The gap is what is under test: shorter than the timeout, longer than half.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        conn.send(&get("lane.test", &format!("/{i}"), "")).await;
+        assert_eq!(conn.response(false).await.echo().path, format!("/{i}"));
+    }
+    let last = std::time::Instant::now();
+    assert!(conn.closed().await, "the idle connection stayed open");
+    let idle = last.elapsed();
+    assert!(
+        idle >= Duration::from_millis(2500) && idle < Duration::from_secs(8),
+        "closed after {idle:?}"
+    );
+}

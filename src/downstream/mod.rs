@@ -101,6 +101,8 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         let mut out = BytesMut::new();
         let mut idle = false;
+        let mut idle_since = tokio::time::Instant::now();
+        let mut idle_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             let head = match h1::read_head(&mut buf) {
                 Read::Head(head) => head,
@@ -117,11 +119,23 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                         if *shutdown.borrow() {
                             return None;
                         }
-                        tokio::select! {
-                            read = tokio::time::timeout(keepalive, io.read_buf(&mut buf)) => {
-                                read.unwrap_or(Ok(0))
+                        let due = idle_since + keepalive;
+                        // One timer for the connection's life, moved on only when it fires
+                        // early: setting and cancelling one per request cost more than the
+                        // clock read that `idle_since` takes.
+                        let timer = idle_timer
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                        loop {
+                            tokio::select! {
+                                read = io.read_buf(&mut buf) => break read,
+                                () = timer.as_mut() => {
+                                    if tokio::time::Instant::now() >= due {
+                                        return None;
+                                    }
+                                    timer.as_mut().reset(due);
+                                }
+                                _ = stop.changed() => return None,
                             }
-                            _ = stop.changed() => return None,
                         }
                     } else {
                         // Within a head: `GuardedStream`'s header deadline.
@@ -143,6 +157,7 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                 Served::KeepAlive => {
                     io.request_done(false);
                     idle = true;
+                    idle_since = tokio::time::Instant::now();
                     // An idle connection keeps no large response's buffer.
                     if out.capacity() > READ_BUFFER {
                         out = BytesMut::new();

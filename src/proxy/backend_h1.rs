@@ -150,44 +150,51 @@ impl BackendConn {
         self.keep_alive && self.body_done()
     }
 
+    /// The next piece of the response body when the buffer already holds it (`Some(None)`
+    /// at the end of the body); None when it must be read first.
+    pub fn buffered(&mut self) -> std::io::Result<Option<Option<Bytes>>> {
+        if matches!(
+            self.framing,
+            Framing::ChunkEnd | Framing::ChunkSize | Framing::Trailers
+        ) && !self.advance()?
+        {
+            return Ok(None);
+        }
+        Ok(match self.framing {
+            Framing::Done => Some(None),
+            Framing::Length(left) | Framing::ChunkData(left) if !self.buf.is_empty() => {
+                let n = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                let data = self.buf.split_to(n).freeze();
+                let left = left - n as u64;
+                self.framing = match (self.framing, left) {
+                    (Framing::Length(_), 0) => Framing::Done,
+                    (Framing::Length(_), _) => Framing::Length(left),
+                    (_, 0) => Framing::ChunkEnd,
+                    _ => Framing::ChunkData(left),
+                };
+                Some(Some(data))
+            }
+            Framing::UntilClose if !self.buf.is_empty() => Some(Some(self.buf.split().freeze())),
+            _ => None,
+        })
+    }
+
     /// The next piece of the response body, None at its end.
     pub async fn next_data(&mut self) -> std::io::Result<Option<Bytes>> {
         loop {
-            match self.framing {
-                Framing::Done => return Ok(None),
-                Framing::Length(left) | Framing::ChunkData(left) if !self.buf.is_empty() => {
-                    let n = usize::try_from(left)
-                        .unwrap_or(usize::MAX)
-                        .min(self.buf.len());
-                    let data = self.buf.split_to(n).freeze();
-                    let left = left - n as u64;
-                    self.framing = match (self.framing, left) {
-                        (Framing::Length(_), 0) => Framing::Done,
-                        (Framing::Length(_), _) => Framing::Length(left),
-                        (_, 0) => Framing::ChunkEnd,
-                        _ => Framing::ChunkData(left),
-                    };
-                    return Ok(Some(data));
+            if let Some(data) = self.buffered()? {
+                return Ok(data);
+            }
+            if self.framing == Framing::UntilClose {
+                self.buf.reserve(READ_BUFFER);
+                if self.stream.read_buf(&mut self.buf).await? == 0 {
+                    self.framing = Framing::Done;
+                    return Ok(None);
                 }
-                Framing::Length(_) | Framing::ChunkData(_) => {
-                    self.fill("the backend closed within the body").await?
-                }
-                Framing::UntilClose => {
-                    if !self.buf.is_empty() {
-                        return Ok(Some(self.buf.split().freeze()));
-                    }
-                    self.buf.reserve(READ_BUFFER);
-                    if self.stream.read_buf(&mut self.buf).await? == 0 {
-                        self.framing = Framing::Done;
-                        return Ok(None);
-                    }
-                }
-                Framing::ChunkEnd | Framing::ChunkSize | Framing::Trailers => {
-                    if !self.advance()? {
-                        self.fill("the backend closed within the chunked framing")
-                            .await?;
-                    }
-                }
+            } else {
+                self.fill("the backend closed within the body").await?;
             }
         }
     }

@@ -79,6 +79,17 @@ impl Lease<'_> {
     /// The next piece of the response body, None at its end; each read from the backend
     /// within `read_timeout`.
     pub async fn next_data(&mut self, read_timeout: Duration) -> pingora::Result<Option<Bytes>> {
+        let why = "backend response body";
+        // Mostly the body came in with the header: no timer (and no clock read) for that.
+        match self.conn.buffered() {
+            Ok(Some(data)) => return Ok(data),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(
+                    pingora::Error::because(pingora::ErrorType::ReadError, why, e).into_up(),
+                )
+            }
+        }
         match tokio::time::timeout(read_timeout, self.conn.next_data()).await {
             Err(_) => {
                 let why = "backend sent no body data in time";
@@ -86,7 +97,6 @@ impl Lease<'_> {
             }
             Ok(Ok(data)) => Ok(data),
             Ok(Err(e)) => {
-                let why = "backend response body";
                 Err(pingora::Error::because(pingora::ErrorType::ReadError, why, e).into_up())
             }
         }
