@@ -132,37 +132,13 @@ impl ProxyCore {
             backend_h1::write_request(&mut head, &upstream);
             Ok(head)
         };
-        let sent = self.send_direct(&mut ctx, &client, &method, build).await;
-        let outcome = match sent {
-            Ok((parts, mut lease)) => {
-                let read_timeout = self.read_timeout(&ctx);
-                let answered = async {
-                    let mut header = direct::response_header(parts, keeps_case(&ctx))?;
-                    finish_response_header(&mut header, &mut ctx)?;
-                    let framing = h1::framing(&method, &header);
-                    let keep_alive = keep_alive && framing != Framing::UntilClose;
-                    out.clear();
-                    h1::write_head(out, &mut header, keep_alive)?;
-                    Ok((header.status.as_u16(), framing, keep_alive))
-                }
-                .await;
-                match answered {
-                    Ok((status, framing, keep_alive)) => {
-                        match relay(io, out, &mut lease, framing, read_timeout).await {
-                            Ok(bytes) => {
-                                // Read to its end: the connection can take the next request.
-                                lease.release();
-                                Outcome::Done {
-                                    status,
-                                    bytes,
-                                    keep_alive,
-                                }
-                            }
-                            Err(e) => Outcome::Broken { status, error: e },
-                        }
-                    }
-                    Err(e) => Outcome::Failed(e),
-                }
+        let outcome = match self.send_direct(&mut ctx, &client, &method, build).await {
+            Ok((parts, lease)) => {
+                let answer = Answer {
+                    method: &method,
+                    keep_alive,
+                };
+                self.answer(&mut ctx, parts, lease, answer, io, out).await
             }
             Err(e) => Outcome::Failed(e),
         };
@@ -207,6 +183,54 @@ impl ProxyCore {
             );
         }
         served
+    }
+}
+
+/// What the client's request asks of the answer.
+struct Answer<'a> {
+    method: &'a http::Method,
+    /// The client may send another request on the connection.
+    keep_alive: bool,
+}
+
+impl ProxyCore {
+    /// Writes the backend's response (`parts`, the body still on `lease`) to the client.
+    async fn answer<W: AsyncWrite + Unpin>(
+        &self,
+        ctx: &mut RequestCtx,
+        parts: http::response::Parts,
+        mut lease: Lease<'_>,
+        answer: Answer<'_>,
+        io: &mut W,
+        out: &mut BytesMut,
+    ) -> Outcome {
+        let read_timeout = self.read_timeout(ctx);
+        let head = (|| {
+            let mut header = direct::response_header(parts, keeps_case(ctx))?;
+            finish_response_header(&mut header, ctx)?;
+            let framing = h1::framing(answer.method, &header);
+            // A body that ends with the connection leaves nothing to keep alive.
+            let keep_alive = answer.keep_alive && framing != Framing::UntilClose;
+            out.clear();
+            h1::write_head(out, &mut header, keep_alive)?;
+            Ok((header.status.as_u16(), framing, keep_alive))
+        })();
+        let (status, framing, keep_alive) = match head {
+            Ok(head) => head,
+            Err(e) => return Outcome::Failed(e),
+        };
+        match relay(io, out, &mut lease, framing, read_timeout).await {
+            Ok(bytes) => {
+                // Read to its end: the connection can take the next request.
+                lease.release();
+                Outcome::Done {
+                    status,
+                    bytes,
+                    keep_alive,
+                }
+            }
+            Err(error) => Outcome::Broken { status, error },
+        }
     }
 }
 
