@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::raw::Conn;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -65,35 +66,41 @@ async fn serve_connection(mut stream: TcpStream, answers: usize, counter: Arc<At
     }
 }
 
+/// The proxy with one worker thread, so one pool of backend connections whichever client
+/// connection a request comes on.
+async fn start_proxy(backend: SocketAddr) -> Proxy {
+    let options = ProxyOptions {
+        threads: Some(1),
+        ..ProxyOptions::default()
+    };
+    Proxy::start_with(&route(backend), options).await
+}
+
 fn route(backend: SocketAddr) -> String {
     format!("upstreams:\n  k.example.com:\n    paths:\n      \"/\":\n        servers: [\"{backend}\"]\n")
 }
 
-/// Sends `method` through the proxy; status and body.
-async fn send(c: &reqwest::Client, proxy: &Proxy, method: reqwest::Method) -> (u16, String) {
-    let resp = c
-        .request(method.clone(), proxy.url("/"))
-        .header("host", "k.example.com")
-        .header(MARK, "1")
-        .header("content-length", "0")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} through the proxy failed: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
+/// Sends `method` through the proxy on the test's one client connection; status and body.
+/// One connection means one proxy thread, and so one pool of backend connections.
+async fn send(conn: &mut Conn, method: &str) -> (u16, String) {
+    let request = format!(
+        "{method} / HTTP/1.1\r\nHost: k.example.com\r\n{MARK}: 1\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.send(request.as_bytes()).await;
+    let resp = conn.response(false).await;
+    (
+        resp.status,
+        String::from_utf8_lossy(&resp.body).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_connection_s_requests_share_one_backend_connection() {
     let (backend, connections) = keepalive_backend(usize::MAX).await;
-    let proxy = Proxy::start(&route(backend)).await;
-    // One client connection (sequential requests), so one proxy thread and its pool.
-    let c = client();
+    let proxy = start_proxy(backend).await;
+    let mut conn = Conn::open(&proxy).await;
     for _ in 0..20 {
-        assert_eq!(
-            send(&c, &proxy, reqwest::Method::GET).await,
-            (200, "1".into())
-        );
+        assert_eq!(send(&mut conn, "GET").await, (200, "1".into()));
     }
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
@@ -103,13 +110,13 @@ async fn a_kept_alive_connection_closed_under_a_get_is_retried_but_a_post_is_not
     // One answer per connection: every request after the first meets a pooled connection
     // that the backend closes as the request arrives.
     let (backend, connections) = keepalive_backend(1).await;
-    let proxy = Proxy::start(&route(backend)).await;
-    let c = client();
+    let proxy = start_proxy(backend).await;
+    let mut conn = Conn::open(&proxy).await;
     for n in 1..=5 {
         // The only backend: no other server to move on to, so only a resend on a new
         // connection can answer.
         assert_eq!(
-            send(&c, &proxy, reqwest::Method::GET).await,
+            send(&mut conn, "GET").await,
             (200, n.to_string()),
             "GET {n}"
         );
@@ -117,12 +124,11 @@ async fn a_kept_alive_connection_closed_under_a_get_is_retried_but_a_post_is_not
     assert_eq!(connections.load(Ordering::SeqCst), 5);
     // The backend may have acted on a request it got before the connection broke: a POST is
     // answered 502 rather than sent again.
-    let (status, _) = send(&c, &proxy, reqwest::Method::POST).await;
+    let (status, _) = send(&mut conn, "POST").await;
     assert_eq!(status, 502);
     assert_eq!(connections.load(Ordering::SeqCst), 5);
-    // The broken connection was not put back: the next request gets a new one.
-    assert_eq!(
-        send(&c, &proxy, reqwest::Method::POST).await,
-        (200, "6".into())
-    );
+    // The 502 closed the client connection (as Pingora's error answers do). The broken
+    // backend connection was not put back: the next request gets a new one.
+    let mut conn = Conn::open(&proxy).await;
+    assert_eq!(send(&mut conn, "POST").await, (200, "6".into()));
 }

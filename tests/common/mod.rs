@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod consul;
+pub mod raw;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -455,6 +456,8 @@ pub struct ProxyOptions {
     pub tls: bool,
     /// log_level (default info).
     pub log_level: Option<&'static str>,
+    /// Proxy worker threads (default 2).
+    pub threads: Option<usize>,
     /// connect_timeout in seconds (default 1).
     pub connect_timeout: Option<&'static str>,
     /// Serve the config API over HTTPS too, with a self-signed certificate for localhost.
@@ -479,7 +482,8 @@ impl Proxy {
             .unwrap_or(dir.path())
             .join("upstreams.yaml");
         let mut main = format!(
-            "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{api_port}\nupstreams_conf: {upstreams}\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: {connect}\n",
+            "threads: {threads}\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{api_port}\nupstreams_conf: {upstreams}\npid_file: {pid}\nupgrade_sock: {sock}\nlog_level: {level}\nconnect_timeout: {connect}\n",
+            threads = options.threads.unwrap_or(2),
             level = options.log_level.unwrap_or("info"),
             connect = options.connect_timeout.unwrap_or("1"),
             upstreams = upstreams_path.display(),
