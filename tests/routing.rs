@@ -401,7 +401,13 @@ async fn counting_upstream_connections(name: &str) -> (TestBackend, Proxy, reqwe
         "upstreams:\n  {host}:\n    paths:\n      \"/\":\n        healthcheck: false\n        servers: [\"{}\"]\n",
         b.server()
     );
-    let proxy = Proxy::start(&config).await;
+    // What is counted is connections, not how fast they come: a wave's 300 connects at once
+    // on a busy 2-core machine can outlast the harness's 1 s connect timeout.
+    let options = ProxyOptions {
+        connect_timeout: Some("5"),
+        ..ProxyOptions::default()
+    };
+    let proxy = Proxy::start_with(&config, options).await;
     let c = client();
     assert_eq!(
         backend_of(&c, &proxy, &host, "/").await.as_deref(),

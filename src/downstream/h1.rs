@@ -4,12 +4,15 @@
 //! to Pingora's HTTP/1 code, which handles every case and answers the malformed ones, so this
 //! reader can refuse anything unusual instead of handling it.
 
+use std::sync::LazyLock;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 
+use crate::config::upstreams::HeaderPair;
 use crate::proxy::guard::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_TARGET};
-use crate::proxy::{HOP_BY_HOP, PROTECTED};
+use crate::proxy::{BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 
 /// Longest head the lane waits for; a longer one is Pingora's to refuse or serve.
 const MAX_HEAD: usize = MAX_TARGET + MAX_HEADER_BYTES + 1024;
@@ -40,9 +43,17 @@ pub enum Read {
     Unsupported { taken: Bytes },
 }
 
+/// Where the empty line that ends a head starts in `bytes`, if it is there. The searcher is
+/// built once: `memmem::find` builds one per call, which cost more than the search itself.
+pub fn head_end(bytes: &[u8]) -> Option<usize> {
+    static EMPTY_LINE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    EMPTY_LINE.find(bytes)
+}
+
 /// Takes the next request head out of `buf` when it is complete.
 pub fn read_head(buf: &mut BytesMut) -> Read {
-    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+    let Some(end) = head_end(buf) else {
         // A head ended by bare LFs, or too long to wait for: Pingora's.
         let bare = memchr::memmem::find(buf, b"\n\n").is_some();
         return if bare || buf.len() > MAX_HEAD {
@@ -153,18 +164,21 @@ pub enum Framing {
     UntilClose,
 }
 
-pub fn framing(request_method: &http::Method, resp: &ResponseHeader) -> Framing {
-    let status = resp.status;
+pub fn framing(
+    request_method: &http::Method,
+    status: http::StatusCode,
+    headers: &HeaderMap,
+) -> Framing {
     if request_method == http::Method::HEAD
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED
     {
         return Framing::Empty;
     }
-    let chunked = is_chunked(&resp.headers);
+    let chunked = is_chunked(headers);
     if chunked {
         Framing::Chunked
-    } else if resp.headers.contains_key(header::CONTENT_LENGTH) {
+    } else if headers.contains_key(header::CONTENT_LENGTH) {
         Framing::Length
     } else {
         Framing::UntilClose
@@ -207,6 +221,76 @@ pub fn write_head(
     resp.header_to_h1_wire(buf);
     buf.put_slice(b"\r\n");
     Ok(())
+}
+
+/// Appends the head the client gets for a backend's response (`resp`), with the fields that
+/// Pingora's path gives it (`direct::response_header`, `finish_response_header`,
+/// [`write_head`]), written straight from the backend's fields: the backend connection's own
+/// fields and its `Date` left out, the configured response headers (`added`) in place of any
+/// of the same name, the sticky `cookie`, then `Date` and `Connection`. Names are written as
+/// Pingora writes them. Building Pingora's response header on the way cost about a tenth of
+/// a proxied request's instructions.
+pub fn write_response_head(
+    buf: &mut BytesMut,
+    resp: &http::response::Parts,
+    added: &[HeaderPair],
+    cookie: Option<&str>,
+    keep_alive: bool,
+) {
+    buf.put_slice(b"HTTP/1.1 ");
+    buf.put_slice(resp.status.as_str().as_bytes());
+    buf.put_u8(b' ');
+    if let Some(reason) = resp.status.canonical_reason() {
+        buf.put_slice(reason.as_bytes());
+    }
+    buf.put_slice(b"\r\n");
+    for (name, value) in &resp.headers {
+        let ours = *name == header::DATE || BACKEND_CONNECTION.contains(name);
+        if ours || added.iter().any(|h| h.name == *name) {
+            continue;
+        }
+        put_field(buf, pingora_case(name).as_bytes(), value.as_bytes());
+    }
+    for h in added {
+        if h.name != header::DATE && h.name != header::CONNECTION {
+            put_field(buf, &h.written, h.value.as_bytes());
+        }
+    }
+    if let Some(cookie) = cookie {
+        put_field(buf, b"Set-Cookie", cookie.as_bytes());
+    }
+    let date = pingora::protocols::http::date::get_cached_date();
+    put_field(buf, b"Date", date.as_bytes());
+    let connection: &[u8] = if keep_alive { b"keep-alive" } else { b"close" };
+    put_field(buf, b"Connection", connection);
+    buf.put_slice(b"\r\n");
+}
+
+fn put_field(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
+    buf.put_slice(name);
+    buf.put_slice(b": ");
+    buf.put_slice(value);
+    buf.put_slice(b"\r\n");
+}
+
+/// A field name as Pingora's HTTP/1 writer spells it: a few common names title-cased, every
+/// other one lowercase (as `HeaderName` holds it).
+fn pingora_case(name: &HeaderName) -> &str {
+    match *name {
+        header::ACCEPT_RANGES => "Accept-Ranges",
+        header::AGE => "Age",
+        header::CACHE_CONTROL => "Cache-Control",
+        header::CONNECTION => "Connection",
+        header::CONTENT_TYPE => "Content-Type",
+        header::CONTENT_ENCODING => "Content-Encoding",
+        header::CONTENT_LENGTH => "Content-Length",
+        header::DATE => "Date",
+        header::TRANSFER_ENCODING => "Transfer-Encoding",
+        header::HOST => "Host",
+        header::SERVER => "Server",
+        header::SET_COOKIE => "Set-Cookie",
+        _ => name.as_str(),
+    }
 }
 
 /// Appends one chunk of a chunked body.
@@ -300,16 +384,60 @@ mod tests {
     #[test]
     fn responses_are_framed_as_pingora_frames_them() {
         let get = http::Method::GET;
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        assert_eq!(framing(&get, &resp), Framing::UntilClose);
-        resp.insert_header("content-length", "3").unwrap();
-        assert_eq!(framing(&get, &resp), Framing::Length);
-        assert_eq!(framing(&http::Method::HEAD, &resp), Framing::Empty);
-        resp.insert_header("transfer-encoding", "gzip, chunked")
-            .unwrap();
-        assert_eq!(framing(&get, &resp), Framing::Chunked);
-        let not_modified = ResponseHeader::build(304, None).unwrap();
-        assert_eq!(framing(&get, &not_modified), Framing::Empty);
+        let ok = http::StatusCode::OK;
+        let mut headers = HeaderMap::new();
+        assert_eq!(framing(&get, ok, &headers), Framing::UntilClose);
+        headers.insert("content-length", HeaderValue::from_static("3"));
+        assert_eq!(framing(&get, ok, &headers), Framing::Length);
+        assert_eq!(framing(&http::Method::HEAD, ok, &headers), Framing::Empty);
+        headers.insert(
+            "transfer-encoding",
+            HeaderValue::from_static("gzip, chunked"),
+        );
+        assert_eq!(framing(&get, ok, &headers), Framing::Chunked);
+        let not_modified = http::StatusCode::NOT_MODIFIED;
+        assert_eq!(framing(&get, not_modified, &headers), Framing::Empty);
+    }
+
+    #[test]
+    fn a_backend_response_head_goes_out_with_the_proxy_s_fields() {
+        let (mut resp, ()) = http::Response::builder()
+            .status(503)
+            .header("content-type", "text/plain")
+            .header("x-app", "a")
+            .header("x-cors", "backend")
+            .header("connection", "keep-alive")
+            .header("keep-alive", "timeout=5")
+            .header("date", "Mon, 01 Jan 2001 00:00:00 GMT")
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2")
+            .body(())
+            .unwrap()
+            .into_parts();
+        resp.version = http::Version::HTTP_10;
+        let added = [HeaderPair {
+            name: HeaderName::from_static("x-cors"),
+            written: Bytes::from_static(b"X-CORS"),
+            value: HeaderValue::from_static("proxy"),
+        }];
+        let mut buf = BytesMut::new();
+        write_response_head(&mut buf, &resp, &added, Some("s=9"), true);
+        let text = String::from_utf8(buf.to_vec()).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0], "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(
+            &lines[1..7],
+            [
+                "Content-Type: text/plain",
+                "x-app: a",
+                "Set-Cookie: a=1",
+                "Set-Cookie: b=2",
+                "X-CORS: proxy",
+                "Set-Cookie: s=9",
+            ]
+        );
+        assert!(lines[7].starts_with("Date: ") && !lines[7].contains("2001"));
+        assert_eq!(&lines[8..], ["Connection: keep-alive", "", ""]);
     }
 
     #[test]

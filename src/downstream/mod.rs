@@ -5,6 +5,8 @@
 pub mod h1;
 mod stream;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,12 +99,13 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
             shutting_down: false,
         };
         let keepalive = Duration::from_secs(lane.keepalive_timeout);
-        let mut stop = shutdown.clone();
+        // Taken now, so that a shutdown from here on is seen however late the first wait.
+        let mut watch = Some(shutdown.clone());
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         let mut out = BytesMut::new();
         let mut idle = false;
         let mut idle_since = tokio::time::Instant::now();
-        let mut idle_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut idle_wait: Option<IdleWait> = None;
         loop {
             let head = match h1::read_head(&mut buf) {
                 Read::Head(head) => head,
@@ -120,21 +123,18 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                             return None;
                         }
                         let due = idle_since + keepalive;
-                        // One timer for the connection's life, moved on only when it fires
-                        // early: setting and cancelling one per request cost more than the
-                        // clock read that `idle_since` takes.
-                        let timer = idle_timer
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                        let wait =
+                            idle_wait.get_or_insert_with(|| IdleWait::new(due, watch.take()));
                         loop {
                             tokio::select! {
                                 read = io.read_buf(&mut buf) => break read,
-                                () = timer.as_mut() => {
+                                () = wait.timer.as_mut() => {
                                     if tokio::time::Instant::now() >= due {
                                         return None;
                                     }
-                                    timer.as_mut().reset(due);
+                                    wait.timer.as_mut().reset(due);
                                 }
-                                _ = stop.changed() => return None,
+                                () = wait.shutdown.as_mut() => return None,
                             }
                         }
                     } else {
@@ -172,6 +172,31 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                     return self.to_pingora(io, shutdown).await;
                 }
             }
+        }
+    }
+}
+
+/// What ends a fast-lane connection's wait between requests, made at its first wait and
+/// kept for its life: setting and cancelling a timer, and joining and leaving the shutdown
+/// watch's waiters, once per request cost more than the clock read that the deadline takes.
+struct IdleWait {
+    /// Fires at the keep-alive deadline or before it (set for an earlier request): moved on
+    /// only when it fires early.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Ready when the service shuts down.
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl IdleWait {
+    fn new(due: tokio::time::Instant, watch: Option<ShutdownWatch>) -> Self {
+        IdleWait {
+            timer: Box::pin(tokio::time::sleep_until(due)),
+            // A closed watch (its service gone) ends the connection too.
+            shutdown: Box::pin(async move {
+                if let Some(mut watch) = watch {
+                    let _ = watch.changed().await;
+                }
+            }),
         }
     }
 }

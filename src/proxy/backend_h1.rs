@@ -7,10 +7,12 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// Most response fields read.
 const MAX_FIELDS: usize = 128;
@@ -57,6 +59,9 @@ pub struct BackendConn {
     framing: Framing,
     /// The backend keeps the connection open after this response.
     keep_alive: bool,
+    /// The read deadlines' timer, made at the first wait and kept with the connection
+    /// (see [`within`]).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl BackendConn {
@@ -66,7 +71,33 @@ impl BackendConn {
             buf: BytesMut::new(),
             framing: Framing::Done,
             keep_alive: true,
+            timer: None,
         }
+    }
+
+    /// [`exchange`](Self::exchange) within `limit`; None when the response head did not
+    /// come in time.
+    pub async fn exchange_within(
+        &mut self,
+        request: &[u8],
+        head_request: bool,
+        limit: Duration,
+    ) -> Option<Result<http::response::Parts, ExchangeError>> {
+        let mut timer = self.timer.take();
+        let done = within(&mut timer, limit, self.exchange(request, head_request)).await;
+        self.timer = timer;
+        done
+    }
+
+    /// [`next_data`](Self::next_data) within `limit`; None when no data came in time.
+    pub async fn next_data_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<std::io::Result<Option<Bytes>>> {
+        let mut timer = self.timer.take();
+        let done = within(&mut timer, limit, self.next_data()).await;
+        self.timer = timer;
+        done
     }
 
     /// Whether the backend has closed (or reset) this idle connection, as the runtime's
@@ -110,7 +141,7 @@ impl BackendConn {
 
     async fn read_head(&mut self) -> Result<http::response::Parts, ExchangeError> {
         loop {
-            if let Some(end) = memchr::memmem::find(&self.buf, b"\r\n\r\n") {
+            if let Some(end) = crate::downstream::h1::head_end(&self.buf) {
                 let raw = self.buf.split_to(end + 4).freeze();
                 return parse_head(&raw);
             }
@@ -374,16 +405,54 @@ pub fn write_request(buf: &mut Vec<u8>, parts: &http::request::Parts) {
     buf.extend_from_slice(target.as_bytes());
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
-        let mut upper = true;
-        for &b in name.as_str().as_bytes() {
-            buf.push(if upper { b.to_ascii_uppercase() } else { b });
-            upper = b == b'-';
-        }
+        // Copied whole, then cased in place: a push per byte checks the capacity per byte.
+        let at = buf.len();
+        buf.extend_from_slice(name.as_str().as_bytes());
+        title_case(&mut buf[at..]);
         buf.extend_from_slice(b": ");
         buf.extend_from_slice(value.as_bytes());
         buf.extend_from_slice(b"\r\n");
     }
     buf.extend_from_slice(b"\r\n");
+}
+
+/// Upper-cases the first letter of `name` and each one after a `-` (`x-forwarded-for` to
+/// `X-Forwarded-For`).
+fn title_case(name: &mut [u8]) {
+    let mut upper = true;
+    for b in name {
+        if upper {
+            b.make_ascii_uppercase();
+        }
+        upper = *b == b'-';
+    }
+}
+
+/// `work`, or None when `limit` passes first. The timer in `slot` is kept from one wait to
+/// the next, and moved on only when it fires before this wait's deadline (set for an
+/// earlier one): a connection's requests then cost a clock read each rather than setting and
+/// cancelling a timer each (as nginx's lazy timers save the same work).
+async fn within<T>(
+    slot: &mut Option<Pin<Box<Sleep>>>,
+    limit: Duration,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    let due = Instant::now() + limit;
+    let timer = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+    let mut work = pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(done) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= due {
+                return Poll::Ready(None);
+            }
+            timer.as_mut().reset(due);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ pub fn response_header(
 }
 
 /// The backend connection's own fields, not relayed.
-const BACKEND_CONNECTION: [HeaderName; 3] = [
+pub const BACKEND_CONNECTION: [HeaderName; 3] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -90,13 +90,13 @@ impl Lease<'_> {
                 )
             }
         }
-        match tokio::time::timeout(read_timeout, self.conn.next_data()).await {
-            Err(_) => {
+        match self.conn.next_data_within(read_timeout).await {
+            None => {
                 let why = "backend sent no body data in time";
                 Err(pingora::Error::explain(pingora::ErrorType::ReadTimedout, why).into_up())
             }
-            Ok(Ok(data)) => Ok(data),
-            Ok(Err(e)) => {
+            Some(Ok(data)) => Ok(data),
+            Some(Err(e)) => {
                 Err(pingora::Error::because(pingora::ErrorType::ReadError, why, e).into_up())
             }
         }
@@ -190,16 +190,19 @@ impl ConnectionPools {
         read_timeout: Duration,
     ) -> Result<(http::response::Parts, Lease<'_>), SendError> {
         if let Some(mut conn) = self.checkout(addr) {
-            match tokio::time::timeout(read_timeout, conn.exchange(request, head_request)).await {
-                Err(_) => return Err(SendError::TimedOut),
-                Ok(Ok(parts)) => return Ok((parts, self.lease(addr, conn))),
-                Ok(Err(ExchangeError::Invalid(what))) => return Err(SendError::Invalid(what)),
-                Ok(Err(ExchangeError::Broke(e))) if resend => {
+            match conn
+                .exchange_within(request, head_request, read_timeout)
+                .await
+            {
+                None => return Err(SendError::TimedOut),
+                Some(Ok(parts)) => return Ok((parts, self.lease(addr, conn))),
+                Some(Err(ExchangeError::Invalid(what))) => return Err(SendError::Invalid(what)),
+                Some(Err(ExchangeError::Broke(e))) if resend => {
                     debug!(
                         "idle connection to backend {addr} broke ({e}); sending again on a new one"
                     );
                 }
-                Ok(Err(ExchangeError::Broke(e))) => return Err(SendError::Dropped(e)),
+                Some(Err(ExchangeError::Broke(e))) => return Err(SendError::Dropped(e)),
             }
         }
         // Boxed: a new connection is the rare case, and its connect future would make every
@@ -216,11 +219,14 @@ impl ConnectionPools {
         read_timeout: Duration,
     ) -> Result<(http::response::Parts, Lease<'_>), SendError> {
         let mut conn = self.connect(addr).await.map_err(SendError::Connect)?;
-        match tokio::time::timeout(read_timeout, conn.exchange(request, head_request)).await {
-            Err(_) => Err(SendError::TimedOut),
-            Ok(Err(ExchangeError::Broke(e))) => Err(SendError::Dropped(e)),
-            Ok(Err(ExchangeError::Invalid(what))) => Err(SendError::Invalid(what)),
-            Ok(Ok(parts)) => Ok((parts, self.lease(addr, conn))),
+        match conn
+            .exchange_within(request, head_request, read_timeout)
+            .await
+        {
+            None => Err(SendError::TimedOut),
+            Some(Err(ExchangeError::Broke(e))) => Err(SendError::Dropped(e)),
+            Some(Err(ExchangeError::Invalid(what))) => Err(SendError::Invalid(what)),
+            Some(Ok(parts)) => Ok((parts, self.lease(addr, conn))),
         }
     }
 

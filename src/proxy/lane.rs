@@ -23,8 +23,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::direct_pool::Lease;
 use super::{
-    access_entry, backend_h1, direct, error_status, finish_response_header, keeps_case, local,
-    prepare_upstream_request, sticky_backend, Client, ProxyCore, RequestCtx,
+    access_entry, backend_h1, error_status, local, prepare_upstream_request, sticky_backend,
+    sticky_cookie, Client, ProxyCore, RequestCtx,
 };
 use crate::auth::Verdict;
 use crate::downstream::h1::{self, Framing, Head};
@@ -205,20 +205,16 @@ impl ProxyCore {
         out: &mut BytesMut,
     ) -> Outcome {
         let read_timeout = self.read_timeout(ctx);
-        let head = (|| {
-            let mut header = direct::response_header(parts, keeps_case(ctx))?;
-            finish_response_header(&mut header, ctx)?;
-            let framing = h1::framing(answer.method, &header);
-            // A body that ends with the connection leaves nothing to keep alive.
-            let keep_alive = answer.keep_alive && framing != Framing::UntilClose;
-            out.clear();
-            h1::write_head(out, &mut header, keep_alive)?;
-            Ok((header.status.as_u16(), framing, keep_alive))
-        })();
-        let (status, framing, keep_alive) = match head {
-            Ok(head) => head,
-            Err(e) => return Outcome::Failed(e),
-        };
+        ctx.upstream_elapsed = ctx.upstream_started.map(|t| t.elapsed());
+        let framing = h1::framing(answer.method, parts.status, &parts.headers);
+        // A body that ends with the connection leaves nothing to keep alive.
+        let keep_alive = answer.keep_alive && framing != Framing::UntilClose;
+        out.clear();
+        let added = ctx.response_headers.as_deref().unwrap_or_default();
+        let cookie = sticky_cookie(ctx);
+        h1::write_response_head(out, &parts, added, cookie.as_deref(), keep_alive);
+        let status = parts.status.as_u16();
+        drop(parts);
         match relay(io, out, &mut lease, framing, read_timeout).await {
             Ok(bytes) => {
                 // Read to its end: the connection can take the next request.

@@ -25,7 +25,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use context::RequestCtx;
-pub use direct::{HOP_BY_HOP, PROTECTED};
+pub use direct::{BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 pub use direct_pool::ConnectionPools;
 use direct_pool::SendError;
 pub use local::https_location;
@@ -735,13 +735,18 @@ fn finish_response_header(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Re
     if let Some(headers) = &ctx.response_headers {
         local::add_headers(resp, headers)?;
     }
-    if let (Some(route), Some(served)) = (&ctx.route, ctx.backend) {
-        if route.sticky && ctx.cookie_backend != Some(served) {
-            let cookie = sticky::set_cookie(&route.backends[served].sticky_id, ctx.tls);
-            resp.append_header(http::header::SET_COOKIE, cookie)?;
-        }
+    if let Some(cookie) = sticky_cookie(ctx) {
+        resp.append_header(http::header::SET_COOKIE, cookie)?;
     }
     Ok(())
+}
+
+/// The sticky cookie for the backend that answered, when the route pins clients and the
+/// client has none for that backend.
+fn sticky_cookie(ctx: &RequestCtx) -> Option<String> {
+    let (route, served) = (ctx.route.as_ref()?, ctx.backend?);
+    (route.sticky && ctx.cookie_backend != Some(served))
+        .then(|| sticky::set_cookie(&route.backends[served].sticky_id, ctx.tls))
 }
 
 /// The request's fields of its access log line (the `araleztoken` parameter left out); the
