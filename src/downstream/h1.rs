@@ -12,6 +12,7 @@ use pingora::http::ResponseHeader;
 
 use crate::config::upstreams::HeaderPair;
 use crate::proxy::guard::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_TARGET};
+use crate::proxy::ResponseHead;
 use crate::proxy::{BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 
 /// Longest head the lane waits for; a longer one is Pingora's to refuse or serve.
@@ -164,21 +165,17 @@ pub enum Framing {
     UntilClose,
 }
 
-pub fn framing(
-    request_method: &http::Method,
-    status: http::StatusCode,
-    headers: &HeaderMap,
-) -> Framing {
+pub fn framing(request_method: &http::Method, resp: &ResponseHead) -> Framing {
+    let status = resp.status;
     if request_method == http::Method::HEAD
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED
     {
         return Framing::Empty;
     }
-    let chunked = is_chunked(headers);
-    if chunked {
+    if resp.chunked {
         Framing::Chunked
-    } else if headers.contains_key(header::CONTENT_LENGTH) {
+    } else if resp.length.is_some() && !resp.transfer_encoding {
         Framing::Length
     } else {
         Framing::UntilClose
@@ -225,14 +222,16 @@ pub fn write_head(
 
 /// Appends the head the client gets for a backend's response (`resp`), with the fields that
 /// Pingora's path gives it (`direct::response_header`, `finish_response_header`,
-/// [`write_head`]), written straight from the backend's fields: the backend connection's own
-/// fields and its `Date` left out, the configured response headers (`added`) in place of any
-/// of the same name, the sticky `cookie`, then `Date` and `Connection`. Names are written as
-/// Pingora writes them. Building Pingora's response header on the way cost about a tenth of
-/// a proxied request's instructions.
+/// [`write_head`]), written straight from the backend's head: the backend connection's own
+/// fields and its `Date` left out (and its `Content-Length` when a `Transfer-Encoding`
+/// frames the body, RFC 9112 §6.3), the configured response headers (`added`) in place of any
+/// of the same name, the sticky `cookie`, then `Date` and `Connection`. Names go out as the
+/// backend wrote them, as nginx relays them (Pingora's path writes most of them lowercase).
+/// Building Pingora's response header on the way cost about a tenth of a proxied request's
+/// instructions.
 pub fn write_response_head(
     buf: &mut BytesMut,
-    resp: &http::response::Parts,
+    resp: &ResponseHead,
     added: &[HeaderPair],
     cookie: Option<&str>,
     keep_alive: bool,
@@ -244,12 +243,20 @@ pub fn write_response_head(
         buf.put_slice(reason.as_bytes());
     }
     buf.put_slice(b"\r\n");
-    for (name, value) in &resp.headers {
-        let ours = *name == header::DATE || BACKEND_CONNECTION.contains(name);
-        if ours || added.iter().any(|h| h.name == *name) {
-            continue;
+    for (name, value) in resp.fields() {
+        let ours = name.eq_ignore_ascii_case(b"date")
+            || BACKEND_CONNECTION
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
+            || (resp.transfer_encoding && name.eq_ignore_ascii_case(b"content-length"));
+        let replaced = || {
+            added
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h.name.as_str().as_bytes()))
+        };
+        if !ours && !replaced() {
+            put_field(buf, name, value);
         }
-        put_field(buf, pingora_case(name).as_bytes(), value.as_bytes());
     }
     for h in added {
         if h.name != header::DATE && h.name != header::CONNECTION {
@@ -271,26 +278,6 @@ fn put_field(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
     buf.put_slice(b": ");
     buf.put_slice(value);
     buf.put_slice(b"\r\n");
-}
-
-/// A field name as Pingora's HTTP/1 writer spells it: a few common names title-cased, every
-/// other one lowercase (as `HeaderName` holds it).
-fn pingora_case(name: &HeaderName) -> &str {
-    match *name {
-        header::ACCEPT_RANGES => "Accept-Ranges",
-        header::AGE => "Age",
-        header::CACHE_CONTROL => "Cache-Control",
-        header::CONNECTION => "Connection",
-        header::CONTENT_TYPE => "Content-Type",
-        header::CONTENT_ENCODING => "Content-Encoding",
-        header::CONTENT_LENGTH => "Content-Length",
-        header::DATE => "Date",
-        header::TRANSFER_ENCODING => "Transfer-Encoding",
-        header::HOST => "Host",
-        header::SERVER => "Server",
-        header::SET_COOKIE => "Set-Cookie",
-        _ => name.as_str(),
-    }
 }
 
 /// Appends one chunk of a chunked body.
@@ -383,38 +370,41 @@ mod tests {
 
     #[test]
     fn responses_are_framed_as_pingora_frames_them() {
+        let head = |text: &str| {
+            let mut head = ResponseHead::default();
+            head.parse(Bytes::copy_from_slice(text.as_bytes())).unwrap();
+            head
+        };
         let get = http::Method::GET;
-        let ok = http::StatusCode::OK;
-        let mut headers = HeaderMap::new();
-        assert_eq!(framing(&get, ok, &headers), Framing::UntilClose);
-        headers.insert("content-length", HeaderValue::from_static("3"));
-        assert_eq!(framing(&get, ok, &headers), Framing::Length);
-        assert_eq!(framing(&http::Method::HEAD, ok, &headers), Framing::Empty);
-        headers.insert(
-            "transfer-encoding",
-            HeaderValue::from_static("gzip, chunked"),
+        let framed = |text: &str| framing(&get, &head(text));
+        assert_eq!(framed("HTTP/1.1 200 OK\r\n\r\n"), Framing::UntilClose);
+        assert_eq!(
+            framed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"),
+            Framing::Length
         );
-        assert_eq!(framing(&get, ok, &headers), Framing::Chunked);
-        let not_modified = http::StatusCode::NOT_MODIFIED;
-        assert_eq!(framing(&get, not_modified, &headers), Framing::Empty);
+        let length = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(framing(&http::Method::HEAD, &length), Framing::Empty);
+        assert_eq!(
+            framed(
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            ),
+            Framing::Chunked
+        );
+        assert_eq!(
+            framed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Framing::UntilClose
+        );
+        assert_eq!(
+            framed("HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"),
+            Framing::Empty
+        );
     }
 
     #[test]
     fn a_backend_response_head_goes_out_with_the_proxy_s_fields() {
-        let (mut resp, ()) = http::Response::builder()
-            .status(503)
-            .header("content-type", "text/plain")
-            .header("x-app", "a")
-            .header("x-cors", "backend")
-            .header("connection", "keep-alive")
-            .header("keep-alive", "timeout=5")
-            .header("date", "Mon, 01 Jan 2001 00:00:00 GMT")
-            .header("set-cookie", "a=1")
-            .header("set-cookie", "b=2")
-            .body(())
-            .unwrap()
-            .into_parts();
-        resp.version = http::Version::HTTP_10;
+        let mut resp = ResponseHead::default();
+        let backend = "HTTP/1.0 503 Unavailable\r\nContent-Type: text/plain\r\nx-App: a\r\nX-Cors: backend\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n";
+        resp.parse(Bytes::from_static(backend.as_bytes())).unwrap();
         let added = [HeaderPair {
             name: HeaderName::from_static("x-cors"),
             written: Bytes::from_static(b"X-CORS"),
@@ -426,18 +416,19 @@ mod tests {
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(lines[0], "HTTP/1.1 503 Service Unavailable");
         assert_eq!(
-            &lines[1..7],
+            &lines[1..8],
             [
                 "Content-Type: text/plain",
-                "x-app: a",
-                "Set-Cookie: a=1",
+                "x-App: a",
+                "Transfer-Encoding: chunked",
+                "set-cookie: a=1",
                 "Set-Cookie: b=2",
                 "X-CORS: proxy",
                 "Set-Cookie: s=9",
             ]
         );
-        assert!(lines[7].starts_with("Date: ") && !lines[7].contains("2001"));
-        assert_eq!(&lines[8..], ["Connection: keep-alive", "", ""]);
+        assert!(lines[8].starts_with("Date: ") && !lines[8].contains("2001"));
+        assert_eq!(&lines[9..], ["Connection: keep-alive", "", ""]);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! write the head and read the answer itself.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
@@ -14,10 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-/// Most response fields read.
-const MAX_FIELDS: usize = 128;
+use super::response_head::ResponseHead;
+
 /// Longest response head (status line and fields).
-const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 /// Read buffer of a backend connection (it grows for a longer head).
 const READ_BUFFER: usize = 8 * 1024;
 
@@ -59,6 +58,8 @@ pub struct BackendConn {
     framing: Framing,
     /// The backend keeps the connection open after this response.
     keep_alive: bool,
+    /// The last response's head.
+    head: ResponseHead,
     /// The read deadlines' timer, made at the first wait and kept with the connection
     /// (see [`within`]).
     timer: Option<Pin<Box<Sleep>>>,
@@ -71,6 +72,7 @@ impl BackendConn {
             buf: BytesMut::new(),
             framing: Framing::Done,
             keep_alive: true,
+            head: ResponseHead::default(),
             timer: None,
         }
     }
@@ -82,7 +84,7 @@ impl BackendConn {
         request: &[u8],
         head_request: bool,
         limit: Duration,
-    ) -> Option<Result<http::response::Parts, ExchangeError>> {
+    ) -> Option<Result<(), ExchangeError>> {
         let mut timer = self.timer.take();
         let done = within(&mut timer, limit, self.exchange(request, head_request)).await;
         self.timer = timer;
@@ -119,31 +121,37 @@ impl BackendConn {
         &mut self,
         request: &[u8],
         head_request: bool,
-    ) -> Result<http::response::Parts, ExchangeError> {
+    ) -> Result<(), ExchangeError> {
         self.buf.clear();
         self.stream
             .write_all(request)
             .await
             .map_err(ExchangeError::Broke)?;
         loop {
-            let parts = self.read_head().await?;
-            if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            self.read_head().await?;
+            let status = self.head.status;
+            if status == http::StatusCode::SWITCHING_PROTOCOLS {
                 return Err(ExchangeError::Invalid("101 to a request without Upgrade"));
             }
-            if parts.status.is_informational() {
+            if status.is_informational() {
                 continue;
             }
-            self.framing = framing(&parts, head_request)?;
-            self.keep_alive = self.framing != Framing::UntilClose && keeps_alive(&parts);
-            return Ok(parts);
+            self.framing = framing(&self.head, head_request);
+            self.keep_alive = self.framing != Framing::UntilClose && self.head.keeps_alive();
+            return Ok(());
         }
     }
 
-    async fn read_head(&mut self) -> Result<http::response::Parts, ExchangeError> {
+    /// The head of the response the last exchange read.
+    pub fn head(&self) -> &ResponseHead {
+        &self.head
+    }
+
+    async fn read_head(&mut self) -> Result<(), ExchangeError> {
         loop {
             if let Some(end) = crate::downstream::h1::head_end(&self.buf) {
                 let raw = self.buf.split_to(end + 4).freeze();
-                return parse_head(&raw);
+                return self.head.parse(raw);
             }
             if self.buf.len() > MAX_HEAD {
                 return Err(ExchangeError::Invalid("response head too long"));
@@ -311,89 +319,27 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(text, 16).ok()
 }
 
-/// The response head's status and fields, their values sharing `raw`'s bytes.
-fn parse_head(raw: &Bytes) -> Result<http::response::Parts, ExchangeError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut resp = httparse::Response::new(&mut slots);
-    match resp.parse(raw) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(ExchangeError::Invalid("incomplete head")),
-        Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
-    }
-    let status = resp
-        .code
-        .and_then(|c| http::StatusCode::from_u16(c).ok())
-        .ok_or(ExchangeError::Invalid("bad status code"))?;
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 4);
-    for field in resp.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| ExchangeError::Invalid("bad field name"))?;
-        let value = HeaderValue::from_maybe_shared(raw.slice_ref(field.value))
-            .map_err(|_| ExchangeError::Invalid("bad field value"))?;
-        headers.append(name, value);
-    }
-    let (mut parts, ()) = http::Response::new(()).into_parts();
-    parts.status = status;
-    parts.version = if resp.version == Some(0) {
-        http::Version::HTTP_10
-    } else {
-        http::Version::HTTP_11
-    };
-    parts.headers = headers;
-    Ok(parts)
-}
-
 /// How the body of this response is delimited (RFC 9112 §6.3).
-fn framing(parts: &http::response::Parts, head_request: bool) -> Result<Framing, ExchangeError> {
-    let status = parts.status;
+fn framing(head: &ResponseHead, head_request: bool) -> Framing {
+    let status = head.status;
     if head_request
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED
     {
-        return Ok(Framing::Done);
+        return Framing::Done;
     }
-    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked = crate::downstream::h1::is_chunked(&parts.headers);
-        return Ok(if chunked {
+    if head.transfer_encoding {
+        return if head.chunked {
             Framing::ChunkSize
         } else {
             Framing::UntilClose
-        });
+        };
     }
-    let mut length = None;
-    for value in parts.headers.get_all(header::CONTENT_LENGTH) {
-        let n: u64 = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or(ExchangeError::Invalid("bad Content-Length"))?;
-        if length.is_some_and(|l| l != n) {
-            return Err(ExchangeError::Invalid("conflicting Content-Length"));
-        }
-        length = Some(n);
-    }
-    Ok(match length {
+    match head.length {
         Some(0) => Framing::Done,
         Some(n) => Framing::Length(n),
         None => Framing::UntilClose,
-    })
-}
-
-/// Whether the backend keeps the connection open after this response.
-fn keeps_alive(parts: &http::response::Parts) -> bool {
-    let mut close = parts.version == http::Version::HTTP_10;
-    for value in parts.headers.get_all(header::CONNECTION) {
-        for token in value.to_str().unwrap_or("close").split(',') {
-            let token = token.trim();
-            if token.eq_ignore_ascii_case("close") {
-                return false;
-            }
-            if token.eq_ignore_ascii_case("keep-alive") {
-                close = false;
-            }
-        }
     }
-    !close
 }
 
 /// Appends the request head for a backend: origin-form target, HTTP/1.1, field names
@@ -490,8 +436,12 @@ mod tests {
 
     #[test]
     fn bodies_are_delimited_as_rfc_9112_says() {
-        let head = |text: &str| parse_head(&Bytes::copy_from_slice(text.as_bytes())).unwrap();
-        let get = |text: &str| framing(&head(text), false).unwrap();
+        let head = |text: &str| {
+            let mut head = ResponseHead::default();
+            head.parse(Bytes::copy_from_slice(text.as_bytes())).unwrap();
+            head
+        };
+        let get = |text: &str| framing(&head(text), false);
         assert_eq!(
             get("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
             Framing::Length(5)
@@ -510,20 +460,7 @@ mod tests {
             Framing::Done
         );
         let ok = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
-        assert_eq!(framing(&ok, true).unwrap(), Framing::Done);
-        assert!(framing(
-            &head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
-            false
-        )
-        .is_err());
-        assert!(keeps_alive(&ok));
-        assert!(!keeps_alive(&head(
-            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
-        )));
-        assert!(!keeps_alive(&head("HTTP/1.0 200 OK\r\n\r\n")));
-        assert!(keeps_alive(&head(
-            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"
-        )));
+        assert_eq!(framing(&ok, true), Framing::Done);
     }
 
     /// A chunked body split at every byte boundary reads back whole, and its end is seen.
@@ -546,11 +483,10 @@ mod tests {
                 let _ = s.read(&mut req).await;
             });
             let mut conn = BackendConn::new(TcpStream::connect(addr).await.unwrap());
-            let parts = conn
-                .exchange(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false)
+            conn.exchange(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false)
                 .await
                 .unwrap();
-            assert_eq!(parts.status, 200);
+            assert_eq!(conn.head().status, 200);
             let mut body = Vec::new();
             while !conn.body_done() {
                 match conn.next_data().await.unwrap() {

@@ -14,9 +14,10 @@ use std::time::Duration;
 use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
-use pingora::Result;
+use pingora::{Error, ErrorType, Result};
 
 use super::direct_pool::Lease;
+use super::response_head::ResponseHead;
 use crate::routing::Route;
 
 /// Whether this request takes the direct path.
@@ -105,17 +106,17 @@ pub const HOP_BY_HOP: [HeaderName; 10] = [
 /// map; without, the backend's map is taken as it is, which writes the same names (standard
 /// ones title-cased, others as the backend's head spelled them, lowercased) at a fraction of
 /// the cost.
-pub fn response_header(
-    mut parts: http::response::Parts,
-    keep_case: bool,
-) -> Result<ResponseHeader> {
+pub fn response_header(head: &ResponseHead, keep_case: bool) -> Result<ResponseHeader> {
+    let headers = head.header_map().map_err(|e| {
+        Error::because(ErrorType::InvalidHTTPHeader, "backend response header", e).into_up()
+    })?;
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = head.status;
+    parts.headers = headers;
     if !keep_case {
         for name in &BACKEND_CONNECTION {
             parts.headers.remove(name);
         }
-        // The client gets HTTP/1.1 whatever the backend spoke, as on the case-keeping branch.
-        parts.version = http::Version::HTTP_11;
-        parts.extensions = http::Extensions::new();
         return Ok(ResponseHeader::from(parts));
     }
     let mut resp = ResponseHeader::build(parts.status, Some(parts.headers.len() + 4))?;
@@ -198,19 +199,13 @@ mod tests {
 
     #[test]
     fn the_backend_connection_fields_are_not_relayed() {
-        let resp = http::Response::builder()
-            .status(200)
-            .version(http::Version::HTTP_10)
-            .header("Connection", "close")
-            .header("Keep-Alive", "timeout=5")
-            .header("Transfer-Encoding", "chunked")
-            .header("X-App", "1")
-            .header("Set-Cookie", "a=1")
-            .header("Set-Cookie", "b=2")
-            .body(())
-            .unwrap();
+        let mut resp = ResponseHead::default();
+        resp.parse(bytes::Bytes::from_static(
+            b"HTTP/1.0 200 OK\r\nConnection: close\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-App: 1\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+        ))
+        .unwrap();
         for keep_case in [false, true] {
-            let header = response_header(resp.clone().into_parts().0, keep_case).unwrap();
+            let header = response_header(&resp, keep_case).unwrap();
             assert!(header.headers.get("connection").is_none());
             assert!(header.headers.get("keep-alive").is_none());
             assert_eq!(header.headers["transfer-encoding"], "chunked");

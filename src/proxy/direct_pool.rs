@@ -15,6 +15,7 @@ use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
 use super::backend_h1::{BackendConn, ExchangeError};
+use super::response_head::ResponseHead;
 
 /// How long an idle backend connection is kept (below nginx's default keepalive_timeout of
 /// 75 s, so that the proxy, not the backend, closes it).
@@ -76,6 +77,11 @@ pub struct Lease<'a> {
 }
 
 impl Lease<'_> {
+    /// The response head.
+    pub fn head(&self) -> &ResponseHead {
+        self.conn.head()
+    }
+
     /// The next piece of the response body, None at its end; each read from the backend
     /// within `read_timeout`.
     pub async fn next_data(&mut self, read_timeout: Duration) -> pingora::Result<Option<Bytes>> {
@@ -188,14 +194,14 @@ impl ConnectionPools {
         head_request: bool,
         resend: bool,
         read_timeout: Duration,
-    ) -> Result<(http::response::Parts, Lease<'_>), SendError> {
+    ) -> Result<Lease<'_>, SendError> {
         if let Some(mut conn) = self.checkout(addr) {
             match conn
                 .exchange_within(request, head_request, read_timeout)
                 .await
             {
                 None => return Err(SendError::TimedOut),
-                Some(Ok(parts)) => return Ok((parts, self.lease(addr, conn))),
+                Some(Ok(())) => return Ok(self.lease(addr, conn)),
                 Some(Err(ExchangeError::Invalid(what))) => return Err(SendError::Invalid(what)),
                 Some(Err(ExchangeError::Broke(e))) if resend => {
                     debug!(
@@ -217,7 +223,7 @@ impl ConnectionPools {
         request: &[u8],
         head_request: bool,
         read_timeout: Duration,
-    ) -> Result<(http::response::Parts, Lease<'_>), SendError> {
+    ) -> Result<Lease<'_>, SendError> {
         let mut conn = self.connect(addr).await.map_err(SendError::Connect)?;
         match conn
             .exchange_within(request, head_request, read_timeout)
@@ -226,7 +232,7 @@ impl ConnectionPools {
             None => Err(SendError::TimedOut),
             Some(Err(ExchangeError::Broke(e))) => Err(SendError::Dropped(e)),
             Some(Err(ExchangeError::Invalid(what))) => Err(SendError::Invalid(what)),
-            Some(Ok(parts)) => Ok((parts, self.lease(addr, conn))),
+            Some(Ok(())) => Ok(self.lease(addr, conn)),
         }
     }
 

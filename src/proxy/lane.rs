@@ -133,12 +133,12 @@ impl ProxyCore {
             Ok(head)
         };
         let outcome = match self.send_direct(&mut ctx, &client, &method, build).await {
-            Ok((parts, lease)) => {
+            Ok(lease) => {
                 let answer = Answer {
                     method: &method,
                     keep_alive,
                 };
-                self.answer(&mut ctx, parts, lease, answer, io, out).await
+                self.answer(&mut ctx, lease, answer, io, out).await
             }
             Err(e) => Outcome::Failed(e),
         };
@@ -194,11 +194,10 @@ struct Answer<'a> {
 }
 
 impl ProxyCore {
-    /// Writes the backend's response (`parts`, the body still on `lease`) to the client.
+    /// Writes the backend's response (its head and body on `lease`) to the client.
     async fn answer<W: AsyncWrite + Unpin>(
         &self,
         ctx: &mut RequestCtx,
-        parts: http::response::Parts,
         mut lease: Lease<'_>,
         answer: Answer<'_>,
         io: &mut W,
@@ -206,15 +205,15 @@ impl ProxyCore {
     ) -> Outcome {
         let read_timeout = self.read_timeout(ctx);
         ctx.upstream_elapsed = ctx.upstream_started.map(|t| t.elapsed());
-        let framing = h1::framing(answer.method, parts.status, &parts.headers);
+        let head = lease.head();
+        let framing = h1::framing(answer.method, head);
         // A body that ends with the connection leaves nothing to keep alive.
         let keep_alive = answer.keep_alive && framing != Framing::UntilClose;
         out.clear();
         let added = ctx.response_headers.as_deref().unwrap_or_default();
         let cookie = sticky_cookie(ctx);
-        h1::write_response_head(out, &parts, added, cookie.as_deref(), keep_alive);
-        let status = parts.status.as_u16();
-        drop(parts);
+        h1::write_response_head(out, head, added, cookie.as_deref(), keep_alive);
+        let status = head.status.as_u16();
         match relay(io, out, &mut lease, framing, read_timeout).await {
             Ok(bytes) => {
                 // Read to its end: the connection can take the next request.

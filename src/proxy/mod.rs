@@ -11,6 +11,7 @@ pub(crate) mod guard;
 pub mod lane;
 mod local;
 mod outgoing;
+mod response_head;
 mod upstream;
 
 use std::net::IpAddr;
@@ -30,6 +31,7 @@ pub use direct_pool::ConnectionPools;
 use direct_pool::SendError;
 pub use local::https_location;
 pub use outgoing::Outgoing;
+pub use response_head::ResponseHead;
 
 use crate::access_log::{millis, AccessLog, Entry};
 use crate::auth::{without_query_param, RouteAuth, Verdict, TOKEN_PARAM};
@@ -513,13 +515,13 @@ impl AralezProxy {
     async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let req = session.req_header();
         let client = Client::of(session);
-        let (parts, mut lease) = self
+        let mut lease = self
             .send_direct(ctx, &client, &req.method, |ctx| {
                 direct_request(req, &client, ctx)
             })
             .await?;
         let read_timeout = self.read_timeout(ctx);
-        let mut header = direct::response_header(parts, keeps_case(ctx))?;
+        let mut header = direct::response_header(lease.head(), keeps_case(ctx))?;
         finish_response_header(&mut header, ctx)?;
         session
             .write_response_header(Box::new(header), false)
@@ -549,7 +551,7 @@ impl ProxyCore {
         client: &Client<'_>,
         method: &http::Method,
         build: impl FnOnce(&RequestCtx) -> Result<Vec<u8>>,
-    ) -> Result<(http::response::Parts, direct_pool::Lease<'_>)> {
+    ) -> Result<direct_pool::Lease<'_>> {
         let read_timeout = self.read_timeout(ctx);
         let idempotent = method.is_idempotent();
         let head = method == http::Method::HEAD;
