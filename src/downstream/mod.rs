@@ -127,6 +127,9 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                             idle_wait.get_or_insert_with(|| IdleWait::new(due, watch.take()));
                         loop {
                             tokio::select! {
+                                // The read first: when the next request is in, the others
+                                // are not polled at all.
+                                biased;
                                 read = io.read_buf(&mut buf) => break read,
                                 () = wait.timer.as_mut() => {
                                     if tokio::time::Instant::now() >= due {
@@ -154,10 +157,10 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
             io.header_done();
             conn.shutting_down = *shutdown.borrow();
             match lane.serve_fast(head, &mut io, &mut out, &conn).await {
-                Served::KeepAlive => {
+                Served::KeepAlive(ended) => {
                     io.request_done(false);
                     idle = true;
-                    idle_since = tokio::time::Instant::now();
+                    idle_since = tokio::time::Instant::from_std(ended);
                     // An idle connection keeps no large response's buffer.
                     if out.capacity() > READ_BUFFER {
                         out = BytesMut::new();

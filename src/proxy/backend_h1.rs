@@ -61,7 +61,7 @@ pub struct BackendConn {
     /// The last response's head.
     head: ResponseHead,
     /// The read deadlines' timer, made at the first wait and kept with the connection
-    /// (see [`within`]).
+    /// (see [`by`]).
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -77,16 +77,16 @@ impl BackendConn {
         }
     }
 
-    /// [`exchange`](Self::exchange) within `limit`; None when the response head did not
-    /// come in time.
-    pub async fn exchange_within(
+    /// [`exchange`](Self::exchange) by `due`; None when the response head did not come in
+    /// time.
+    pub async fn exchange_by(
         &mut self,
         request: &[u8],
         head_request: bool,
-        limit: Duration,
+        due: Instant,
     ) -> Option<Result<(), ExchangeError>> {
         let mut timer = self.timer.take();
-        let done = within(&mut timer, limit, self.exchange(request, head_request)).await;
+        let done = by(&mut timer, due, self.exchange(request, head_request)).await;
         self.timer = timer;
         done
     }
@@ -97,7 +97,7 @@ impl BackendConn {
         limit: Duration,
     ) -> Option<std::io::Result<Option<Bytes>>> {
         let mut timer = self.timer.take();
-        let done = within(&mut timer, limit, self.next_data()).await;
+        let done = by(&mut timer, Instant::now() + limit, self.next_data()).await;
         self.timer = timer;
         done
     }
@@ -374,16 +374,15 @@ fn title_case(name: &mut [u8]) {
     }
 }
 
-/// `work`, or None when `limit` passes first. The timer in `slot` is kept from one wait to
+/// `work`, or None when `due` passes first. The timer in `slot` is kept from one wait to
 /// the next, and moved on only when it fires before this wait's deadline (set for an
-/// earlier one): a connection's requests then cost a clock read each rather than setting and
-/// cancelling a timer each (as nginx's lazy timers save the same work).
-async fn within<T>(
+/// earlier one): a connection's requests then cost no timer each, where setting and
+/// cancelling one per request cost more (as nginx's lazy timers save the same work).
+async fn by<T>(
     slot: &mut Option<Pin<Box<Sleep>>>,
-    limit: Duration,
+    due: Instant,
     work: impl Future<Output = T>,
 ) -> Option<T> {
-    let due = Instant::now() + limit;
     let timer = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
     let mut work = pin!(work);
     std::future::poll_fn(|cx| {

@@ -58,14 +58,16 @@ impl Idle {
     /// Drops connections idle longer than `IDLE_TIMEOUT` or closed by their backend.
     fn sweep(&mut self) {
         self.by_backend.retain(|_, list| {
-            list.retain(|(conn, since)| usable(conn, *since));
+            let now = Instant::now();
+            list.retain(|(conn, since)| usable(conn, *since, now));
             !list.is_empty()
         });
     }
 }
 
-fn usable(conn: &BackendConn, since: Instant) -> bool {
-    !conn.is_closed() && since.elapsed() < IDLE_TIMEOUT
+/// Whether an idle connection, idle since `since`, can take a request at `now`.
+fn usable(conn: &BackendConn, since: Instant, now: Instant) -> bool {
+    !conn.is_closed() && now.saturating_duration_since(since) < IDLE_TIMEOUT
 }
 
 /// A connection lent to one request, its response body still to be read from it: back to its
@@ -115,14 +117,19 @@ impl Lease<'_> {
 
     /// Puts the connection back in this thread's pool, unless the response was not read to
     /// its end, the backend closes the connection, or the pool holds enough for this backend.
-    pub fn release(mut self) {
+    pub fn release(self) {
+        self.release_at(Instant::now());
+    }
+
+    /// [`release`](Self::release), idle from `now` (a clock read the caller made anyway).
+    pub fn release_at(mut self, now: Instant) {
         if !self.conn.reusable() {
             return;
         }
         let mut idle = self.pools.idle();
         let list = idle.by_backend.entry(self.addr).or_default();
         if list.len() < self.pools.max_idle {
-            list.push((self.conn, Instant::now()));
+            list.push((self.conn, now));
         }
     }
 }
@@ -150,12 +157,12 @@ impl ConnectionPools {
         idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The most recently used idle connection to `addr` that is still open.
-    fn checkout(&self, addr: SocketAddr) -> Option<BackendConn> {
+    /// The most recently used idle connection to `addr` that is still open at `now`.
+    fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<BackendConn> {
         let mut idle = self.idle();
         let list = idle.by_backend.get_mut(&addr)?;
         while let Some((conn, since)) = list.pop() {
-            if usable(&conn, since) {
+            if usable(&conn, since, now) {
                 return Some(conn);
             }
         }
@@ -177,8 +184,8 @@ impl ConnectionPools {
     }
 
     /// Sends `request` (a request head; the request has no body) to `addr` and waits up to
-    /// `read_timeout` for the response header, on an idle connection when there is one.
-    /// `head_request`: it is a HEAD (no response body).
+    /// `read_timeout` from `started` (the attempt's start) for the response header, on an
+    /// idle connection when there is one. `head_request`: it is a HEAD (no response body).
     ///
     /// An idle connection can be closed by its backend at any moment (a Node.js backend's
     /// keep-alive timeout is 5 s). One seen closed is dropped and the next one taken. One that
@@ -194,12 +201,11 @@ impl ConnectionPools {
         head_request: bool,
         resend: bool,
         read_timeout: Duration,
+        started: Instant,
     ) -> Result<Lease<'_>, SendError> {
-        if let Some(mut conn) = self.checkout(addr) {
-            match conn
-                .exchange_within(request, head_request, read_timeout)
-                .await
-            {
+        let due = tokio::time::Instant::from_std(started) + read_timeout;
+        if let Some(mut conn) = self.checkout(addr, started) {
+            match conn.exchange_by(request, head_request, due).await {
                 None => return Err(SendError::TimedOut),
                 Some(Ok(())) => return Ok(self.lease(addr, conn)),
                 Some(Err(ExchangeError::Invalid(what))) => return Err(SendError::Invalid(what)),
@@ -225,10 +231,9 @@ impl ConnectionPools {
         read_timeout: Duration,
     ) -> Result<Lease<'_>, SendError> {
         let mut conn = self.connect(addr).await.map_err(SendError::Connect)?;
-        match conn
-            .exchange_within(request, head_request, read_timeout)
-            .await
-        {
+        // The deadline counts from the new connection's start, as it did before it.
+        let due = tokio::time::Instant::now() + read_timeout;
+        match conn.exchange_by(request, head_request, due).await {
             None => Err(SendError::TimedOut),
             Some(Err(ExchangeError::Broke(e))) => Err(SendError::Dropped(e)),
             Some(Err(ExchangeError::Invalid(what))) => Err(SendError::Invalid(what)),

@@ -13,7 +13,7 @@
 //! then on.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use log::{debug, error};
@@ -34,8 +34,8 @@ use crate::routing::Lookup;
 
 /// How the lane dealt with a request.
 pub enum Served {
-    /// Answered; the connection can take the next request.
-    KeepAlive,
+    /// Answered (at this moment); the connection can take the next request.
+    KeepAlive(Instant),
     /// Answered, or failed; the connection is to be closed.
     Close,
     /// Not the lane's: nothing was written. Pingora gets the head's bytes and the rest of
@@ -142,22 +142,15 @@ impl ProxyCore {
             }
             Err(e) => Outcome::Failed(e),
         };
-        let (status, failed, bytes, served) = match outcome {
+        let (status, failed, bytes, keep_alive) = match outcome {
             Outcome::Done {
                 status,
                 bytes,
                 keep_alive,
-            } => {
-                let served = if keep_alive {
-                    Served::KeepAlive
-                } else {
-                    Served::Close
-                };
-                (status, None, bytes, served)
-            }
+            } => (status, None, bytes, keep_alive),
             Outcome::Broken { status, error } => {
                 // The header is out: all that is left is to close the connection.
-                (status, Some(error), 0, Served::Close)
+                (status, Some(error), 0, false)
             }
             Outcome::Failed(e) => {
                 error!(
@@ -168,10 +161,10 @@ impl ProxyCore {
                 );
                 let status = error_status(&e);
                 let bytes = Box::pin(respond_error(io, out, status, &method)).await;
-                (status, Some(e), bytes, Served::Close)
+                (status, Some(e), bytes, false)
             }
         };
-        self.record(&ctx, status, failed.is_some(), (0, bytes), entry);
+        let ended = self.record(&ctx, status, failed.is_some(), (0, bytes), entry);
         if log::log_enabled!(log::Level::Debug) {
             debug!(
                 "{method} {}{} -> {} {status} (attempts {}{})",
@@ -182,7 +175,11 @@ impl ProxyCore {
                 failed.map(|e| format!(", error: {e}")).unwrap_or_default()
             );
         }
-        served
+        if keep_alive {
+            Served::KeepAlive(ended)
+        } else {
+            Served::Close
+        }
     }
 }
 
@@ -204,7 +201,10 @@ impl ProxyCore {
         out: &mut BytesMut,
     ) -> Outcome {
         let read_timeout = self.read_timeout(ctx);
-        ctx.upstream_elapsed = ctx.upstream_started.map(|t| t.elapsed());
+        let arrived = Instant::now();
+        ctx.upstream_elapsed = ctx
+            .upstream_started
+            .map(|t| arrived.saturating_duration_since(t));
         let head = lease.head();
         let framing = h1::framing(answer.method, head);
         // A body that ends with the connection leaves nothing to keep alive.
@@ -217,7 +217,7 @@ impl ProxyCore {
         match relay(io, out, &mut lease, framing, read_timeout).await {
             Ok(bytes) => {
                 // Read to its end: the connection can take the next request.
-                lease.release();
+                lease.release_at(arrived);
                 Outcome::Done {
                     status,
                     bytes,

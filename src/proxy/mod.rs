@@ -560,9 +560,10 @@ impl ProxyCore {
         loop {
             let (route, index) = next_backend(ctx)?;
             let addr = route.backends[index].addr;
+            let started = ctx.upstream_started.unwrap_or_else(Instant::now);
             match self
                 .direct
-                .send(addr, &request, head, idempotent, read_timeout)
+                .send(addr, &request, head, idempotent, read_timeout, started)
                 .await
             {
                 Ok(response) => return Ok(response),
@@ -792,6 +793,8 @@ fn access_entry(req: &http::request::Parts, host: &str, client: Option<IpAddr>) 
 impl ProxyCore {
     /// The end of a request, from either front: metrics, and the access log line when the log
     /// is on (`entry` from [`access_entry`]). `bytes` are the body bytes read and sent.
+    /// Counts the request in the metrics and writes its access log line; when it ended (the
+    /// clock read, for the caller's further use).
     fn record(
         &self,
         ctx: &RequestCtx,
@@ -799,8 +802,9 @@ impl ProxyCore {
         failed: bool,
         bytes: (usize, usize),
         entry: Option<Entry>,
-    ) {
-        let elapsed = ctx.started.elapsed();
+    ) -> Instant {
+        let ended = Instant::now();
+        let elapsed = ended.saturating_duration_since(ctx.started);
         let host = ctx
             .route
             .as_ref()
@@ -815,6 +819,7 @@ impl ProxyCore {
             entry.upstream_duration_ms = ctx.upstream_elapsed.map(millis);
             log.log(entry);
         }
+        ended
     }
 }
 
