@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use super::outgoing::{Edited, Outgoing};
 use super::response_head::ResponseHead;
 
 /// Longest response head (status line and fields).
@@ -344,13 +345,13 @@ fn framing(head: &ResponseHead, head_request: bool) -> Framing {
 
 /// Appends the request head for a backend: origin-form target, HTTP/1.1, field names
 /// title-cased (`X-Forwarded-For`), as configured and as most clients write them.
-pub fn write_request(buf: &mut Vec<u8>, parts: &http::request::Parts) {
-    buf.extend_from_slice(parts.method.as_str().as_bytes());
+pub fn write_request(buf: &mut Vec<u8>, req: &Edited<'_>) {
+    buf.extend_from_slice(req.method().as_str().as_bytes());
     buf.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     buf.extend_from_slice(target.as_bytes());
     buf.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
+    for (name, value) in req.kept().chain(req.added()) {
         // Copied whole, then cased in place: a push per byte checks the capacity per byte.
         let at = buf.len();
         buf.extend_from_slice(name.as_str().as_bytes());
@@ -425,11 +426,33 @@ mod tests {
             .0;
         req.headers
             .append("x-forwarded-for", "5.6.7.8".parse().unwrap());
+        req.headers.append("x-drop", "1".parse().unwrap());
         let mut buf = Vec::new();
-        write_request(&mut buf, &req);
+        write_request(&mut buf, &Edited::new(&req));
         assert_eq!(
             String::from_utf8(buf).unwrap(),
-            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n"
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\nX-Drop: 1\r\n\r\n"
+        );
+        // The changes go out with the fields they leave.
+        let mut edited = Edited::new(&req);
+        let xff = http::HeaderName::from_static("x-forwarded-for");
+        edited
+            .set(&xff, Bytes::new(), "9.9.9.9".parse().unwrap())
+            .unwrap();
+        edited.remove(&http::HeaderName::from_static("x-drop"));
+        let extra = http::HeaderName::from_static("x-extra");
+        edited
+            .set(&extra, Bytes::new(), "a".parse().unwrap())
+            .unwrap();
+        edited
+            .set(&extra, Bytes::new(), "b".parse().unwrap())
+            .unwrap();
+        edited.set_uri(http::Uri::from_static("/c"));
+        let mut buf = Vec::new();
+        write_request(&mut buf, &edited);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "GET /c HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 9.9.9.9\r\nX-Extra: b\r\n\r\n"
         );
     }
 

@@ -189,7 +189,11 @@ mod tests {
         let mut header = RequestHeader::build("GET", b"http://site.example/a/b?c=d", None).unwrap();
         header.insert_header("Host", "site.example").unwrap();
         let mut head = Vec::new();
-        super::super::backend_h1::write_request(&mut head, &upstream_parts(&header));
+        let parts = upstream_parts(&header);
+        super::super::backend_h1::write_request(
+            &mut head,
+            &super::super::outgoing::Edited::new(&parts),
+        );
         let head = String::from_utf8(head).unwrap();
         assert!(
             head.starts_with("GET /a/b?c=d HTTP/1.1\r\nHost: site.example\r\n"),

@@ -22,6 +22,7 @@ use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::direct_pool::Lease;
+use super::outgoing::Edited;
 use super::{
     access_entry, backend_h1, error_status, local, prepare_upstream_request, sticky_backend,
     sticky_cookie, Client, ProxyCore, RequestCtx,
@@ -126,7 +127,7 @@ impl ProxyCore {
         let keep_alive = !close && !conn.shutting_down && !self.in_flight.draining();
 
         let build = |ctx: &RequestCtx| {
-            let mut upstream = parts;
+            let mut upstream = Edited::new(&parts);
             prepare_upstream_request(&mut upstream, &client, ctx)?;
             let mut head = Vec::with_capacity(raw.len() + REQUEST_EXTRA);
             backend_h1::write_request(&mut head, &upstream);

@@ -687,7 +687,8 @@ fn next_backend(ctx: &mut RequestCtx) -> Result<(Arc<Route>, usize)> {
 /// The backend's request head on the direct path. Without Pingora's name-case map: every
 /// name is written title-cased.
 fn direct_request(req: &RequestHeader, client: &Client<'_>, ctx: &RequestCtx) -> Result<Vec<u8>> {
-    let mut upstream = direct::upstream_parts(req);
+    let parts = direct::upstream_parts(req);
+    let mut upstream = outgoing::Edited::new(&parts);
     prepare_upstream_request(&mut upstream, client, ctx)?;
     let mut head = Vec::with_capacity(REQUEST_HEAD);
     backend_h1::write_request(&mut head, &upstream);

@@ -1,6 +1,7 @@
 //! The request header a backend gets, as either path holds it while it is prepared: Pingora's
-//! `RequestHeader` (its proxy path, which sends names as written) or the `http` request parts
-//! the direct path writes with every name title-cased (`backend_h1`). The forwarding headers,
+//! `RequestHeader` (its proxy path, which sends names as written) or the client's `http`
+//! request parts with the changes beside them ([`Edited`]), which the direct path writes with
+//! every name title-cased (`backend_h1`). The forwarding headers,
 //! the credential stripping and the route's headers are written once, against this trait.
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use http::uri::Uri;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::Result;
+use smallvec::SmallVec;
 
 pub trait Outgoing {
     fn headers(&self) -> &HeaderMap;
@@ -41,25 +43,72 @@ impl Outgoing for RequestHeader {
     }
 }
 
-impl Outgoing for http::request::Parts {
+/// The direct path's request to a backend while it is prepared: the client's request parts
+/// as they came and the preparation's changes, kept apart, so that no header map is
+/// rewritten (inserting into and removing from one cost more than writing the head);
+/// `backend_h1::write_request` writes the two together. `headers()` gives the client's
+/// fields: the preparation reads a field (`X-Forwarded-For`) only before it sets it.
+pub struct Edited<'a> {
+    base: &'a http::request::Parts,
+    uri: Option<Uri>,
+    /// Fields set, each in place of every value of its name, in order.
+    set: SmallVec<[(HeaderName, HeaderValue); 8]>,
+    /// Names removed.
+    removed: SmallVec<[HeaderName; 2]>,
+}
+
+impl<'a> Edited<'a> {
+    pub fn new(base: &'a http::request::Parts) -> Self {
+        Edited {
+            base,
+            uri: None,
+            set: SmallVec::new(),
+            removed: SmallVec::new(),
+        }
+    }
+
+    pub fn method(&self) -> &http::Method {
+        &self.base.method
+    }
+
+    /// The client's fields the backend gets: those neither set nor removed.
+    pub fn kept(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> + '_ {
+        self.base.headers.iter().filter(|(name, _)| {
+            !self.removed.contains(name) && !self.set.iter().any(|(n, _)| n == *name)
+        })
+    }
+
+    /// The fields the preparation set, in order.
+    pub fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> + '_ {
+        self.set.iter().map(|(n, v)| (n, v))
+    }
+}
+
+impl Outgoing for Edited<'_> {
     fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.base.headers
     }
 
     fn uri(&self) -> &Uri {
-        &self.uri
+        self.uri.as_ref().unwrap_or(&self.base.uri)
     }
 
     fn set_uri(&mut self, uri: Uri) {
-        self.uri = uri;
+        self.uri = Some(uri);
     }
 
     fn set(&mut self, name: &HeaderName, _written: Bytes, value: HeaderValue) -> Result<()> {
-        self.headers.insert(name.clone(), value);
+        match self.set.iter_mut().find(|(n, _)| n == name) {
+            Some(field) => field.1 = value,
+            None => self.set.push((name.clone(), value)),
+        }
         Ok(())
     }
 
     fn remove(&mut self, name: &HeaderName) {
-        self.headers.remove(name);
+        self.set.retain(|(n, _)| n != name);
+        if !self.removed.contains(name) {
+            self.removed.push(name.clone());
+        }
     }
 }
