@@ -343,23 +343,32 @@ fn framing(head: &ResponseHead, head_request: bool) -> Framing {
     }
 }
 
-/// Appends the request head for a backend: origin-form target, HTTP/1.1, field names
-/// title-cased (`X-Forwarded-For`), as configured and as most clients write them.
+/// Appends the request head for a backend: origin-form target, HTTP/1.1, the client's field
+/// names title-cased (`X-Forwarded-For`), as most clients write them, and the ones the proxy
+/// sets as written (as configured, as Pingora's path sends them).
 pub fn write_request(buf: &mut Vec<u8>, req: &Edited<'_>) {
     buf.extend_from_slice(req.method().as_str().as_bytes());
     buf.push(b' ');
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     buf.extend_from_slice(target.as_bytes());
     buf.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.kept().chain(req.added()) {
+    for (name, value) in req.kept() {
         // Copied whole, then cased in place: a push per byte checks the capacity per byte.
         let at = buf.len();
         buf.extend_from_slice(name.as_str().as_bytes());
         title_case(&mut buf[at..]);
-        buf.extend_from_slice(b": ");
-        buf.extend_from_slice(value.as_bytes());
-        buf.extend_from_slice(b"\r\n");
+        put_value(buf, value);
     }
+    for (written, value) in req.added() {
+        buf.extend_from_slice(written);
+        put_value(buf, value);
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+fn put_value(buf: &mut Vec<u8>, value: &http::HeaderValue) {
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(value.as_bytes());
     buf.extend_from_slice(b"\r\n");
 }
 
@@ -436,23 +445,23 @@ mod tests {
         // The changes go out with the fields they leave.
         let mut edited = Edited::new(&req);
         let xff = http::HeaderName::from_static("x-forwarded-for");
+        let written = Bytes::from_static(b"X-Forwarded-For");
         edited
-            .set(&xff, Bytes::new(), "9.9.9.9".parse().unwrap())
+            .set(&xff, written, "9.9.9.9".parse().unwrap())
             .unwrap();
         edited.remove(&http::HeaderName::from_static("x-drop"));
         let extra = http::HeaderName::from_static("x-extra");
+        let written = Bytes::from_static(b"x-EXTRA");
         edited
-            .set(&extra, Bytes::new(), "a".parse().unwrap())
+            .set(&extra, written.clone(), "a".parse().unwrap())
             .unwrap();
-        edited
-            .set(&extra, Bytes::new(), "b".parse().unwrap())
-            .unwrap();
+        edited.set(&extra, written, "b".parse().unwrap()).unwrap();
         edited.set_uri(http::Uri::from_static("/c"));
         let mut buf = Vec::new();
         write_request(&mut buf, &edited);
         assert_eq!(
             String::from_utf8(buf).unwrap(),
-            "GET /c HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 9.9.9.9\r\nX-Extra: b\r\n\r\n"
+            "GET /c HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 9.9.9.9\r\nx-EXTRA: b\r\n\r\n"
         );
     }
 

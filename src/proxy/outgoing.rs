@@ -1,7 +1,7 @@
 //! The request header a backend gets, as either path holds it while it is prepared: Pingora's
 //! `RequestHeader` (its proxy path, which sends names as written) or the client's `http`
-//! request parts with the changes beside them ([`Edited`]), which the direct path writes with
-//! every name title-cased (`backend_h1`). The forwarding headers,
+//! request parts with the changes beside them ([`Edited`]), which the direct path writes
+//! (`backend_h1`): the client's names title-cased, the ones the proxy sets as written. The forwarding headers,
 //! the credential stripping and the route's headers are written once, against this trait.
 
 use bytes::Bytes;
@@ -51,8 +51,9 @@ impl Outgoing for RequestHeader {
 pub struct Edited<'a> {
     base: &'a http::request::Parts,
     uri: Option<Uri>,
-    /// Fields set, each in place of every value of its name, in order.
-    set: SmallVec<[(HeaderName, HeaderValue); 8]>,
+    /// Fields set (name, name as written, value), each in place of every value of its
+    /// name, in order.
+    set: SmallVec<[(HeaderName, Bytes, HeaderValue); 8]>,
     /// Names removed.
     removed: SmallVec<[HeaderName; 2]>,
 }
@@ -74,13 +75,13 @@ impl<'a> Edited<'a> {
     /// The client's fields the backend gets: those neither set nor removed.
     pub fn kept(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> + '_ {
         self.base.headers.iter().filter(|(name, _)| {
-            !self.removed.contains(name) && !self.set.iter().any(|(n, _)| n == *name)
+            !self.removed.contains(name) && !self.set.iter().any(|(n, _, _)| n == *name)
         })
     }
 
-    /// The fields the preparation set, in order.
-    pub fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> + '_ {
-        self.set.iter().map(|(n, v)| (n, v))
+    /// The fields the preparation set, in order: the name as written, and the value.
+    pub fn added(&self) -> impl Iterator<Item = (&[u8], &HeaderValue)> + '_ {
+        self.set.iter().map(|(_, written, v)| (&written[..], v))
     }
 }
 
@@ -97,16 +98,16 @@ impl Outgoing for Edited<'_> {
         self.uri = Some(uri);
     }
 
-    fn set(&mut self, name: &HeaderName, _written: Bytes, value: HeaderValue) -> Result<()> {
-        match self.set.iter_mut().find(|(n, _)| n == name) {
-            Some(field) => field.1 = value,
-            None => self.set.push((name.clone(), value)),
+    fn set(&mut self, name: &HeaderName, written: Bytes, value: HeaderValue) -> Result<()> {
+        match self.set.iter_mut().find(|(n, _, _)| n == name) {
+            Some(field) => field.2 = value,
+            None => self.set.push((name.clone(), written, value)),
         }
         Ok(())
     }
 
     fn remove(&mut self, name: &HeaderName) {
-        self.set.retain(|(n, _)| n != name);
+        self.set.retain(|(n, _, _)| n != name);
         if !self.removed.contains(name) {
             self.removed.push(name.clone());
         }
