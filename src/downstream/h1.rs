@@ -182,17 +182,6 @@ pub fn framing(request_method: &http::Method, resp: &ResponseHead) -> Framing {
     }
 }
 
-/// Whether a message's body is chunked: `chunked` is its last transfer coding (RFC 9112 §6.3).
-pub fn is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-}
-
 /// Appends the status line and the fields of `resp` to `buf`, with `Date` and `Connection`
 /// set as Pingora's HTTP/1 server sets them.
 pub fn write_head(
