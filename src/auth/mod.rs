@@ -83,7 +83,7 @@ impl RouteAuth {
     }
 
     /// Removes the credentials this route consumed from the request sent upstream.
-    pub fn strip(&self, upstream: &mut impl Outgoing) {
+    pub fn strip<'a>(&self, upstream: &mut impl Outgoing<'a>) {
         match self {
             RouteAuth::Basic(_) => upstream.remove(&http::header::AUTHORIZATION),
             RouteAuth::ApiKey(_) => upstream.remove(&API_KEY_NAME),

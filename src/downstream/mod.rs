@@ -91,10 +91,12 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
         mut io: GuardedStream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let ip = io
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let mut conn = Conn {
-            ip: io
-                .get_socket_digest()
-                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip())),
+            ip,
+            ip_value: ip.and_then(|ip| crate::proxy::forwarded::ip_value(ip).ok()),
             tls: io.get_ssl_digest().is_some(),
             shutting_down: false,
         };

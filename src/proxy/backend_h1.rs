@@ -413,6 +413,7 @@ async fn by<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     #[test]
     fn chunk_sizes() {
@@ -443,19 +444,21 @@ mod tests {
             "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\nX-Drop: 1\r\n\r\n"
         );
         // The changes go out with the fields they leave.
-        let mut edited = Edited::new(&req);
         let xff = http::HeaderName::from_static("x-forwarded-for");
         let written = Bytes::from_static(b"X-Forwarded-For");
+        let extra = http::HeaderName::from_static("x-extra");
+        let extra_written = Bytes::from_static(b"x-EXTRA");
+        let mut edited = Edited::new(&req);
         edited
-            .set(&xff, written, "9.9.9.9".parse().unwrap())
+            .set(&xff, &written, Cow::Owned("9.9.9.9".parse().unwrap()))
             .unwrap();
         edited.remove(&http::HeaderName::from_static("x-drop"));
-        let extra = http::HeaderName::from_static("x-extra");
-        let written = Bytes::from_static(b"x-EXTRA");
         edited
-            .set(&extra, written.clone(), "a".parse().unwrap())
+            .set(&extra, &extra_written, Cow::Owned("a".parse().unwrap()))
             .unwrap();
-        edited.set(&extra, written, "b".parse().unwrap()).unwrap();
+        edited
+            .set(&extra, &extra_written, Cow::Owned("b".parse().unwrap()))
+            .unwrap();
         edited.set_uri(http::Uri::from_static("/c"));
         let mut buf = Vec::new();
         write_request(&mut buf, &edited);

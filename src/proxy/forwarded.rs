@@ -1,5 +1,6 @@
 //! The X-Forwarded-* and X-Real-IP headers sent upstream.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -8,65 +9,83 @@ use pingora::{ErrorType, OrErr, Result};
 
 use super::outgoing::Outgoing;
 
-/// The names, parsed once, and as they go on the wire (Pingora's path sends them as written;
-/// the direct path's client title-cases every name, which gives the same).
-const XFF: (HeaderName, &str) = (
-    HeaderName::from_static("x-forwarded-for"),
-    "X-Forwarded-For",
-);
-const REAL_IP: (HeaderName, &str) = (HeaderName::from_static("x-real-ip"), "X-Real-IP");
-const PROTO: (HeaderName, &str) = (
-    HeaderName::from_static("x-forwarded-proto"),
-    "X-Forwarded-Proto",
-);
-const HOST: (HeaderName, &str) = (
-    HeaderName::from_static("x-forwarded-host"),
-    "X-Forwarded-Host",
-);
+/// A field the proxy sets: its name, parsed once, and as it goes on the wire (Pingora's
+/// path sends names as written). Statics, so that a request's edits can borrow them.
+struct Forwarding {
+    name: HeaderName,
+    written: Bytes,
+}
 
-/// Appends the client to any existing `X-Forwarded-For` chain and sets `X-Forwarded-Proto`,
-/// `X-Forwarded-Host` and `X-Real-IP`, replacing what the client sent for those three.
-pub fn set_forwarded_headers(
-    req: &mut impl Outgoing,
-    client: Option<IpAddr>,
+static XFF: Forwarding = Forwarding {
+    name: HeaderName::from_static("x-forwarded-for"),
+    written: Bytes::from_static(b"X-Forwarded-For"),
+};
+static REAL_IP: Forwarding = Forwarding {
+    name: HeaderName::from_static("x-real-ip"),
+    written: Bytes::from_static(b"X-Real-IP"),
+};
+static PROTO: Forwarding = Forwarding {
+    name: HeaderName::from_static("x-forwarded-proto"),
+    written: Bytes::from_static(b"X-Forwarded-Proto"),
+};
+static HOST: Forwarding = Forwarding {
+    name: HeaderName::from_static("x-forwarded-host"),
+    written: Bytes::from_static(b"X-Forwarded-Host"),
+};
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
+
+/// Appends the client (`client`, its address as header text: [`ip_value`]) to any existing
+/// `X-Forwarded-For` chain and sets `X-Forwarded-Proto`, `X-Forwarded-Host` and
+/// `X-Real-IP`, replacing what the client sent for those three.
+pub fn set_forwarded_headers<'a>(
+    req: &mut impl Outgoing<'a>,
+    client: Option<&'a HeaderValue>,
     https: bool,
-    host: Option<&str>,
+    host: Option<&'a HeaderValue>,
 ) -> Result<()> {
     if let Some(ip) = client {
-        let ip = ip_text(ip);
         let chain = {
+            // A value that is not text is left out, as Pingora's path leaves it out.
             let mut previous = req
                 .headers()
-                .get_all(&XFF.0)
+                .get_all(&XFF.name)
                 .iter()
-                .filter_map(|v| v.to_str().ok());
+                .filter(|v| v.to_str().is_ok());
             match previous.next() {
-                None => ip.clone(),
+                None => Cow::Borrowed(ip),
                 Some(first) => {
-                    let mut chain = first.to_string();
+                    let mut chain = first.as_bytes().to_vec();
                     for more in previous {
-                        chain.push_str(", ");
-                        chain.push_str(more);
+                        chain.extend_from_slice(b", ");
+                        chain.extend_from_slice(more.as_bytes());
                     }
-                    chain.push_str(", ");
-                    chain.push_str(&ip);
-                    chain
+                    chain.extend_from_slice(b", ");
+                    chain.extend_from_slice(ip.as_bytes());
+                    Cow::Owned(value(chain)?)
                 }
             }
         };
-        set(req, &XFF, value(chain)?)?;
-        set(req, &REAL_IP, value(ip)?)?;
+        set(req, &XFF, chain)?;
+        set(req, &REAL_IP, Cow::Borrowed(ip))?;
     }
-    let proto = HeaderValue::from_static(if https { "https" } else { "http" });
-    set(req, &PROTO, proto)?;
+    set(
+        req,
+        &PROTO,
+        Cow::Borrowed(if https { &HTTPS } else { &HTTP }),
+    )?;
     if let Some(host) = host {
-        set(req, &HOST, value(host)?)?;
+        set(req, &HOST, Cow::Borrowed(host))?;
     }
     Ok(())
 }
 
-fn set(req: &mut impl Outgoing, name: &(HeaderName, &'static str), v: HeaderValue) -> Result<()> {
-    req.set(&name.0, Bytes::from_static(name.1.as_bytes()), v)
+fn set<'a>(
+    req: &mut impl Outgoing<'a>,
+    field: &'static Forwarding,
+    v: Cow<'a, HeaderValue>,
+) -> Result<()> {
+    req.set(&field.name, &field.written, v)
 }
 
 /// A header value from text the request or the socket gave.
@@ -75,6 +94,12 @@ where
     HeaderValue: TryFrom<T, Error = http::header::InvalidHeaderValue>,
 {
     HeaderValue::try_from(text).or_err(ErrorType::InvalidHTTPHeader, "forwarding header value")
+}
+
+/// The client's address as a header value, for [`set_forwarded_headers`]: made once per
+/// connection on the fast lane.
+pub fn ip_value(ip: IpAddr) -> Result<HeaderValue> {
+    value(ip_text(ip))
 }
 
 /// The client's address as header text. IPv4 is written with `itoa` rather than `Display`,
@@ -114,13 +139,9 @@ mod tests {
         req.append_header("X-Forwarded-For", "2.2.2.2, 3.3.3.3")
             .unwrap();
         req.insert_header("X-Real-IP", "6.6.6.6").unwrap();
-        set_forwarded_headers(
-            &mut req,
-            Some("10.0.0.5".parse().unwrap()),
-            false,
-            Some("a.com"),
-        )
-        .unwrap();
+        let ip = ip_value("10.0.0.5".parse().unwrap()).unwrap();
+        let host = HeaderValue::from_static("a.com");
+        set_forwarded_headers(&mut req, Some(&ip), false, Some(&host)).unwrap();
         assert_eq!(
             header(&req, "x-forwarded-for").as_deref(),
             Some("1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.5")
@@ -152,7 +173,8 @@ mod tests {
     #[test]
     fn first_hop_starts_the_chain() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        set_forwarded_headers(&mut req, Some("::1".parse().unwrap()), true, None).unwrap();
+        let ip = ip_value("::1".parse().unwrap()).unwrap();
+        set_forwarded_headers(&mut req, Some(&ip), true, None).unwrap();
         assert_eq!(header(&req, "x-forwarded-for").as_deref(), Some("::1"));
         assert_eq!(header(&req, "x-forwarded-proto").as_deref(), Some("https"));
         assert_eq!(header(&req, "x-forwarded-host"), None);

@@ -12,6 +12,7 @@
 //! Pingora unanswered, with the bytes read so far, and Pingora serves the connection from
 //! then on.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ pub enum Served {
 /// The client connection as the lane sees it.
 pub struct Conn {
     pub ip: Option<IpAddr>,
+    /// `ip` as a header value, made once for the connection's requests.
+    pub ip_value: Option<http::HeaderValue>,
     pub tls: bool,
     /// Pingora's service is shutting down: answer, then close.
     pub shutting_down: bool,
@@ -120,8 +123,9 @@ impl ProxyCore {
             .map(|_| access_entry(&parts, host_str(&host), conn.ip));
         let client = Client {
             host: host_str(&host),
+            host_value: host.as_ref().map(Cow::Borrowed),
             path: uri.path(),
-            ip: conn.ip,
+            ip_value: conn.ip_value.as_ref().map(Cow::Borrowed),
             tls: conn.tls,
         };
         let keep_alive = !close && !conn.shutting_down && !self.in_flight.draining();

@@ -5,7 +5,7 @@ mod backend_h1;
 mod context;
 mod direct;
 mod direct_pool;
-mod forwarded;
+pub(crate) mod forwarded;
 mod grpc;
 pub(crate) mod guard;
 pub mod lane;
@@ -14,11 +14,13 @@ mod outgoing;
 mod response_head;
 mod upstream;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use http::HeaderValue;
 use log::{debug, error, warn};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
@@ -484,21 +486,38 @@ impl ProxyHttp for AralezProxy {
 pub(crate) struct Client<'a> {
     /// The host the request named (empty without one).
     pub host: &'a str,
+    /// `host` as a header value (`X-Forwarded-Host`), when there is one.
+    pub host_value: Option<Cow<'a, HeaderValue>>,
     /// The path, for log lines (never the query: it may carry a token).
     pub path: &'a str,
-    pub ip: Option<IpAddr>,
+    /// The client's address as a header value (`X-Forwarded-For`, `X-Real-IP`).
+    pub ip_value: Option<Cow<'a, HeaderValue>>,
     pub tls: bool,
 }
 
 impl<'a> Client<'a> {
     fn of(session: &'a Session) -> Self {
         let req = session.req_header();
+        let host = request_host(req);
         Client {
-            host: request_host(req),
+            host,
+            host_value: header_value_of(req, host),
             path: req.uri.path(),
-            ip: client_ip(session),
+            ip_value: client_ip(session)
+                .and_then(|ip| forwarded::ip_value(ip).ok())
+                .map(Cow::Owned),
             tls: is_tls(session),
         }
+    }
+}
+
+/// `host` (from [`request_host`]) as a header value: the `Host` field's own when it is
+/// that, a copy when it came from the target.
+fn header_value_of<'a>(req: &'a RequestHeader, host: &str) -> Option<Cow<'a, HeaderValue>> {
+    match req.headers.get(http::header::HOST) {
+        Some(field) if field.as_bytes() == host.as_bytes() => Some(Cow::Borrowed(field)),
+        _ if host.is_empty() => None,
+        _ => HeaderValue::from_str(host).ok().map(Cow::Owned),
     }
 }
 
@@ -714,19 +733,23 @@ fn retry_dropped(ctx: &RequestCtx) -> bool {
 
 /// The request header as the backend gets it: forwarding headers, credentials removed, the
 /// route's headers added.
-fn prepare_upstream_request(
-    upstream: &mut impl Outgoing,
-    client: &Client<'_>,
-    ctx: &RequestCtx,
+fn prepare_upstream_request<'a>(
+    upstream: &mut impl Outgoing<'a>,
+    client: &'a Client<'_>,
+    ctx: &'a RequestCtx,
 ) -> Result<()> {
-    let host = (!client.host.is_empty()).then_some(client.host);
-    forwarded::set_forwarded_headers(upstream, client.ip, client.tls, host)?;
+    forwarded::set_forwarded_headers(
+        upstream,
+        client.ip_value.as_deref(),
+        client.tls,
+        client.host_value.as_deref(),
+    )?;
     if let Some(route) = &ctx.route {
         if let Some(auth) = &route.auth {
             auth.strip(upstream);
         }
         for h in route.request_headers.iter() {
-            upstream.set(&h.name, h.written.clone(), h.value.clone())?;
+            upstream.set(&h.name, &h.written, Cow::Borrowed(&h.value))?;
         }
     }
     Ok(())
