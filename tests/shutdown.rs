@@ -85,3 +85,52 @@ async fn in_flight_request_finishes_and_new_connections_are_refused() {
     let exit = wait_exit(&mut proxy, Duration::from_secs(5)).await;
     assert!(exit.success(), "exit status {exit}");
 }
+
+/// At shutdown an idle keep-alive connection is closed at once, while a request in flight on
+/// another connection keeps the proxy running: the idle one does not wait for its keep-alive
+/// timeout or for the process to exit.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_keep_alive_connections_close_while_a_request_is_in_flight() {
+    let b = TestBackend::start("slow").await;
+    let mut proxy = Proxy::start_with(
+        &single_route("s.example.com", &[&b]),
+        ProxyOptions {
+            main_extra: "keepalive_timeout: 60\n".into(),
+            ..ProxyOptions::default()
+        },
+    )
+    .await;
+    // Two requests, so that the connection has waited between requests before.
+    let mut idle = raw::Conn::open(&proxy).await;
+    for _ in 0..2 {
+        idle.send(b"GET / HTTP/1.1\r\nHost: s.example.com\r\n\r\n")
+            .await;
+        assert_eq!(idle.response(false).await.status, 200);
+    }
+    let mut slow = raw::Conn::open(&proxy).await;
+    slow.send(b"GET /__slow/3000 HTTP/1.1\r\nHost: s.example.com\r\n\r\n")
+        .await;
+    let in_progress = b.slow_in_progress.clone();
+    wait_for(
+        Duration::from_secs(5),
+        "the slow request to reach the backend",
+        || {
+            let n = in_progress.load(std::sync::atomic::Ordering::SeqCst);
+            async move { (n == 1).then_some(()) }
+        },
+    )
+    .await;
+    signal(&proxy, libc::SIGTERM);
+    assert!(idle.closed().await, "the idle connection stayed open");
+    assert_eq!(
+        in_progress.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the idle connection closed only after the slow request ended"
+    );
+    assert!(proxy.child().try_wait().unwrap().is_none());
+    let resp = slow.response(false).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.echo().backend, "slow");
+    let exit = wait_exit(&mut proxy, Duration::from_secs(5)).await;
+    assert!(exit.success(), "exit status {exit}");
+}

@@ -8,6 +8,7 @@ mod stream;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -125,23 +126,16 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                             return None;
                         }
                         let due = idle_since + keepalive;
-                        let wait =
-                            idle_wait.get_or_insert_with(|| IdleWait::new(due, watch.take()));
-                        loop {
-                            tokio::select! {
-                                // The read first: when the next request is in, the others
-                                // are not polled at all.
-                                biased;
-                                read = io.read_buf(&mut buf) => break read,
-                                () = wait.timer.as_mut() => {
-                                    if tokio::time::Instant::now() >= due {
-                                        return None;
-                                    }
-                                    wait.timer.as_mut().reset(due);
-                                }
-                                () = wait.shutdown.as_mut() => return None,
-                            }
-                        }
+                        let wait = idle_wait.get_or_insert_with(|| IdleWait::new(due, &mut watch));
+                        let mut read = std::pin::pin!(io.read_buf(&mut buf));
+                        // The read first: when the next request is in, the wait's end is not
+                        // looked at.
+                        let read = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+                            Poll::Ready(read) => Poll::Ready(Some(read)),
+                            Poll::Pending => wait.poll_over(cx, due).map(|()| None),
+                        });
+                        // None: the wait is over, and the connection with it.
+                        read.await?
                     } else {
                         // Within a head: `GuardedStream`'s header deadline.
                         io.read_buf(&mut buf).await
@@ -190,19 +184,52 @@ struct IdleWait {
     timer: Pin<Box<tokio::time::Sleep>>,
     /// Ready when the service shuts down.
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The same watch, read without polling `shutdown`.
+    probe: Option<ShutdownWatch>,
+    /// `timer` and `shutdown` have been polled: they hold the waker of the connection's task.
+    polled: bool,
 }
 
 impl IdleWait {
-    fn new(due: tokio::time::Instant, watch: Option<ShutdownWatch>) -> Self {
+    fn new(due: tokio::time::Instant, watch: &mut Option<ShutdownWatch>) -> Self {
+        let watch = watch.take();
         IdleWait {
             timer: Box::pin(tokio::time::sleep_until(due)),
+            probe: watch.clone(),
             // A closed watch (its service gone) ends the connection too.
             shutdown: Box::pin(async move {
                 if let Some(mut watch) = watch {
                     let _ = watch.changed().await;
                 }
             }),
+            polled: false,
         }
+    }
+
+    /// Ready when the wait is over: `due` has passed, or the service shuts down. The timer
+    /// and the watch are polled once, and then only when the flags they set say that they
+    /// are ready: the waker they keep is still the task's (a connection stays on its task),
+    /// and polling them for every request took a lock and a waker check each.
+    fn poll_over(&mut self, cx: &mut Context<'_>, due: tokio::time::Instant) -> Poll<()> {
+        let shut = if self.polled {
+            let seen = self.probe.as_ref().map(|w| w.has_changed());
+            !matches!(seen, Some(Ok(false))) && self.shutdown.as_mut().poll(cx).is_ready()
+        } else {
+            self.shutdown.as_mut().poll(cx).is_ready()
+        };
+        if shut {
+            return Poll::Ready(());
+        }
+        if !self.polled || self.timer.is_elapsed() {
+            while self.timer.as_mut().poll(cx).is_ready() {
+                if tokio::time::Instant::now() >= due {
+                    return Poll::Ready(());
+                }
+                self.timer.as_mut().reset(due);
+            }
+        }
+        self.polled = true;
+        Poll::Pending
     }
 }
 
