@@ -18,28 +18,91 @@ use crate::proxy::{BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 /// Longest head the lane waits for; a longer one is Pingora's to refuse or serve.
 const MAX_HEAD: usize = MAX_TARGET + MAX_HEADER_BYTES + 1024;
 
-/// Room for the fields the proxy adds (forwarding headers and a few of the route's).
+/// Room for the fields the proxy adds (forwarding headers and a few of the route's), when a
+/// head is made into request parts.
 const ADDED: usize = 6;
 
-/// A request head the fast lane can serve: `GET`-like (no body), HTTP/1.1, origin-form.
-pub struct Head {
-    /// Method, target, `HTTP/1.1`, and the fields without the hop-by-hop ones (RFC 9110
-    /// §7.6.1), their values sharing `raw`'s bytes.
-    pub parts: http::request::Parts,
+/// Where a field of a request head is in the head's bytes: its name's and its value's
+/// start and end.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// A request head the fast lane can serve: `GET`-like (no body), HTTP/1.1, origin-form. The
+/// fields stay where they are in the bytes received, found by their spans (kept in a list
+/// the connection reuses): building a header map for them cost more than the rest of the
+/// read. [`Head::to_parts`] makes `http` request parts for what needs them (auth, sticky
+/// cookies, the access log).
+pub struct Head<'f> {
+    pub method: http::Method,
+    /// The target: path and query, sharing `raw`'s bytes.
+    pub uri: http::Uri,
+    /// The fields the backend may get: without the hop-by-hop ones (RFC 9110 §7.6.1) and
+    /// those the `Connection` field names, in the order received.
+    fields: &'f [FieldSpan],
+    /// The value of the one `Host` field: text (visible ASCII).
+    host: (u32, u32),
     /// The client asked to close the connection after this request.
     pub close: bool,
     /// The head as received: read again for a resend, or handed to Pingora.
     pub raw: Bytes,
 }
 
+impl Head<'_> {
+    fn text(&self, (start, end): (u32, u32)) -> &[u8] {
+        &self.raw[start as usize..end as usize]
+    }
+
+    /// The `Host` field's value.
+    pub fn host(&self) -> &str {
+        std::str::from_utf8(self.text(self.host)).unwrap_or_default()
+    }
+
+    /// [`host`](Self::host) as a header value, sharing the head's bytes.
+    pub fn host_value(&self) -> Option<HeaderValue> {
+        let (start, end) = self.host;
+        HeaderValue::from_maybe_shared(self.raw.slice(start as usize..end as usize)).ok()
+    }
+
+    /// The fields the backend may get (name as the client wrote it, value), in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.fields
+            .iter()
+            .map(|f| (self.text(f.name), self.text(f.value)))
+    }
+
+    /// The request as `http` parts, its header map holding [`fields`](Self::fields).
+    pub fn to_parts(&self) -> http::request::Parts {
+        let mut headers = HeaderMap::with_capacity(self.fields.len() + ADDED);
+        for f in self.fields {
+            let (start, end) = f.value;
+            // Both were checked when the head was read (httparse takes no others).
+            let name = HeaderName::from_bytes(self.text(f.name));
+            let value =
+                HeaderValue::from_maybe_shared(self.raw.slice(start as usize..end as usize));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                headers.append(name, value);
+            }
+        }
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = self.method.clone();
+        parts.uri = self.uri.clone();
+        parts.version = http::Version::HTTP_11;
+        parts.headers = headers;
+        parts
+    }
+}
+
 /// What the bytes read so far hold.
 // Moved once per request; boxing the head would cost an allocation per request instead.
 #[allow(clippy::large_enum_variant)]
-pub enum Read {
+pub enum Read<'f> {
     /// Not a whole head yet.
     Partial,
     /// A head the lane serves, taken out of the buffer.
-    Head(Head),
+    Head(Head<'f>),
     /// Anything else; `taken` is what was taken out of the buffer (its front), for Pingora.
     Unsupported { taken: Bytes },
 }
@@ -52,8 +115,9 @@ pub fn head_end(bytes: &[u8]) -> Option<usize> {
     EMPTY_LINE.find(bytes)
 }
 
-/// Takes the next request head out of `buf` when it is complete.
-pub fn read_head(buf: &mut BytesMut) -> Read {
+/// Takes the next request head out of `buf` when it is complete; `fields` is the
+/// connection's list for the spans of its fields.
+pub fn read_head<'f>(buf: &mut BytesMut, fields: &'f mut Vec<FieldSpan>) -> Read<'f> {
     let Some(end) = head_end(buf) else {
         // A head ended by bare LFs, or too long to wait for: Pingora's.
         let bare = memchr::memmem::find(buf, b"\n\n").is_some();
@@ -66,16 +130,50 @@ pub fn read_head(buf: &mut BytesMut) -> Read {
         };
     };
     let raw = buf.split_to(end + 4).freeze();
-    match parse_head(&raw) {
+    match parse_head(&raw, fields) {
         Some(head) => Read::Head(head),
         None => Read::Unsupported { taken: raw },
     }
 }
 
+/// What a request field is to the lane.
+enum Kind {
+    Host,
+    ContentLength,
+    Connection,
+    /// Hop-by-hop: not forwarded.
+    HopByHop,
+    /// Announces a body or an upgrade: the request is Pingora's.
+    NotLane,
+    Other,
+}
+
+/// The kind of the field named `name` (any case). Compared by length first: most names
+/// are none of these, and matching them as `HeaderName`s parsed and hashed each one.
+fn kind(name: &[u8]) -> Kind {
+    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    match name.len() {
+        4 if is("host") => Kind::Host,
+        14 if is("content-length") => Kind::ContentLength,
+        10 if is("connection") => Kind::Connection,
+        17 if is("transfer-encoding") => Kind::NotLane,
+        7 if is("upgrade") => Kind::NotLane,
+        6 if is("expect") => Kind::NotLane,
+        _ if HOP_BY_HOP
+            .iter()
+            .any(|h| h.as_str().len() == name.len() && is(h.as_str())) =>
+        {
+            Kind::HopByHop
+        }
+        _ => Kind::Other,
+    }
+}
+
 /// Parses a whole head (`raw` ends with its empty line), or None when the lane leaves it to
-/// Pingora: not HTTP/1.1, a body or an upgrade announced, `CONNECT`, not exactly one `Host`,
-/// bare LFs, over the limits of `guard`, or anything httparse or the `http` types refuse.
-pub fn parse_head(raw: &Bytes) -> Option<Head> {
+/// Pingora: not HTTP/1.1, a body or an upgrade announced, `CONNECT`, not exactly one `Host`
+/// (of visible ASCII), bare LFs, over the limits of `guard`, or anything httparse or the
+/// `http` types refuse.
+pub fn parse_head<'f>(raw: &Bytes, fields: &'f mut Vec<FieldSpan>) -> Option<Head<'f>> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(raw) {
@@ -99,54 +197,76 @@ pub fn parse_head(raw: &Bytes) -> Option<Head> {
     if path.as_str() != target {
         return None;
     }
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + ADDED);
+    // httparse's slices are into `raw`: their offsets are the spans.
+    let base = raw.as_ptr() as usize;
+    let span = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        (start as u32, (start + part.len()) as u32)
+    };
+    fields.clear();
     let mut close = false;
+    let mut host = None;
     let mut hosts = 0;
     let mut lengths = 0;
     let mut size = 0;
     let mut named: Vec<HeaderName> = Vec::new();
     for field in req.headers.iter() {
         size += field.name.len() + field.value.len() + 4;
-        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
-        let value = HeaderValue::from_maybe_shared(raw.slice_ref(field.value)).ok()?;
-        if name == header::TRANSFER_ENCODING || name == header::UPGRADE || name == header::EXPECT {
-            return None;
-        } else if name == header::CONTENT_LENGTH {
-            lengths += 1;
-            if value.as_bytes() != b"0" || lengths > 1 {
-                return None;
-            }
-        } else if name == header::HOST {
-            hosts += 1;
-        } else if name == header::CONNECTION {
-            for token in value.to_str().ok()?.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    close = true;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case("keep-alive") {
-                    let named_field = HeaderName::from_bytes(token.as_bytes()).ok()?;
-                    if !PROTECTED.contains(&named_field) {
-                        named.push(named_field);
-                    }
+        match kind(field.name.as_bytes()) {
+            Kind::NotLane => return None,
+            Kind::ContentLength => {
+                lengths += 1;
+                if field.value != b"0" || lengths > 1 {
+                    return None;
                 }
             }
+            Kind::Host => {
+                hosts += 1;
+                // Text, as `HeaderValue::to_str` takes it; anything else is Pingora's.
+                if !field.value.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+                    return None;
+                }
+                host = Some(span(field.value));
+            }
+            Kind::Connection => {
+                for token in std::str::from_utf8(field.value)
+                    .ok()?
+                    .split(',')
+                    .map(str::trim)
+                {
+                    if token.eq_ignore_ascii_case("close") {
+                        close = true;
+                    } else if !token.is_empty() && !token.eq_ignore_ascii_case("keep-alive") {
+                        let named_field = HeaderName::from_bytes(token.as_bytes()).ok()?;
+                        if !PROTECTED.contains(&named_field) {
+                            named.push(named_field);
+                        }
+                    }
+                }
+                continue;
+            }
+            Kind::HopByHop => continue,
+            Kind::Other => {}
         }
-        if !HOP_BY_HOP.contains(&name) {
-            headers.append(name, value);
-        }
+        fields.push(FieldSpan {
+            name: span(field.name.as_bytes()),
+            value: span(field.value),
+        });
     }
-    if hosts != 1 || size > MAX_HEADER_BYTES {
-        return None;
+    let host = host.filter(|_| hosts == 1 && size <= MAX_HEADER_BYTES)?;
+    if !named.is_empty() {
+        fields.retain(|f| {
+            let name = &raw[f.name.0 as usize..f.name.1 as usize];
+            !named
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
+        });
     }
-    for name in &named {
-        headers.remove(name);
-    }
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = http::Uri::from(path);
-    parts.version = http::Version::HTTP_11;
-    parts.headers = headers;
     Some(Head {
-        parts,
+        method,
+        uri: http::Uri::from(path),
+        fields,
+        host,
         close,
         raw: raw.clone(),
     })
@@ -296,25 +416,42 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 mod tests {
     use super::*;
 
-    fn read(bytes: &[u8]) -> (Read, BytesMut) {
+    fn read<'f>(bytes: &[u8], fields: &'f mut Vec<FieldSpan>) -> (Read<'f>, BytesMut) {
         let mut buf = BytesMut::from(bytes);
-        (read_head(&mut buf), buf)
+        (read_head(&mut buf, fields), buf)
     }
 
     #[test]
     fn a_plain_get_is_read_without_its_hop_by_hop_fields() {
+        let mut fields = Vec::new();
         let (got, rest) = read(
             b"GET /a?b=1 HTTP/1.1\r\nHost: x.example\r\nConnection: keep-alive, X-Secret\r\n\
-              X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Kept: 2\r\n\r\nGET /next",
+              X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Kept: 2\r\nx-kept: 3\r\n\r\nGET /next",
+            &mut fields,
         );
         let Read::Head(head) = got else {
             panic!("not read")
         };
-        assert_eq!(head.parts.method, http::Method::GET);
-        assert_eq!(head.parts.uri, "/a?b=1");
-        let mut names: Vec<&str> = head.parts.headers.keys().map(|k| k.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["host", "x-kept"]);
+        assert_eq!(head.method, http::Method::GET);
+        assert_eq!(head.uri, "/a?b=1");
+        assert_eq!(head.host(), "x.example");
+        let got: Vec<(&[u8], &[u8])> = head.fields().collect();
+        let want: [(&[u8], &[u8]); 3] = [
+            (b"Host", b"x.example"),
+            (b"X-Kept", b"2"),
+            (b"x-kept", b"3"),
+        ];
+        assert_eq!(got, want);
+        let parts = head.to_parts();
+        assert_eq!(parts.uri, "/a?b=1");
+        let kept: Vec<&str> = parts
+            .headers
+            .get_all("x-kept")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(kept, ["2", "3"]);
+        assert_eq!(parts.headers.len(), 3);
         assert!(!head.close);
         // A pipelined request stays in the buffer.
         assert_eq!(&rest[..], b"GET /next");
@@ -322,23 +459,31 @@ mod tests {
 
     #[test]
     fn connection_close_is_seen_and_a_partial_head_waits() {
-        let (got, _) = read(b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n");
+        let mut fields = Vec::new();
+        let (got, _) = read(
+            b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n",
+            &mut fields,
+        );
         assert!(matches!(got, Read::Head(h) if h.close));
         assert!(matches!(
-            read(b"GET / HTTP/1.1\r\nHost: a\r\n").0,
+            read(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut fields).0,
             Read::Partial
         ));
     }
 
     #[test]
     fn anything_unusual_is_left_to_pingora_with_its_bytes() {
+        let mut fields = Vec::new();
         for head in [
             &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"[..],
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nEXPECT: 100-continue\r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: \xc3\xa9\r\n\r\n",
             b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\nY: 2\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
@@ -347,7 +492,7 @@ mod tests {
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\n\n",
         ] {
-            let (got, rest) = read(head);
+            let (got, rest) = read(head, &mut fields);
             let Read::Unsupported { taken } = got else {
                 panic!("served: {}", String::from_utf8_lossy(head))
             };

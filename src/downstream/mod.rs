@@ -109,8 +109,10 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
         let mut idle = false;
         let mut idle_since = tokio::time::Instant::now();
         let mut idle_wait: Option<IdleWait> = None;
+        // The spans of a head's fields, kept for the connection's heads.
+        let mut fields = Vec::new();
         loop {
-            let head = match h1::read_head(&mut buf) {
+            let head = match h1::read_head(&mut buf, &mut fields) {
                 Read::Head(head) => head,
                 Read::Unsupported { taken } => {
                     io.unread(&taken, &buf);

@@ -355,30 +355,32 @@ pub fn write_request(buf: &mut Vec<u8>, req: &Edited<'_>) {
     for (name, value) in req.kept() {
         // Copied whole, then cased in place: a push per byte checks the capacity per byte.
         let at = buf.len();
-        buf.extend_from_slice(name.as_str().as_bytes());
+        buf.extend_from_slice(name);
         title_case(&mut buf[at..]);
         put_value(buf, value);
     }
     for (written, value) in req.added() {
         buf.extend_from_slice(written);
-        put_value(buf, value);
+        put_value(buf, value.as_bytes());
     }
     buf.extend_from_slice(b"\r\n");
 }
 
-fn put_value(buf: &mut Vec<u8>, value: &http::HeaderValue) {
+fn put_value(buf: &mut Vec<u8>, value: &[u8]) {
     buf.extend_from_slice(b": ");
-    buf.extend_from_slice(value.as_bytes());
+    buf.extend_from_slice(value);
     buf.extend_from_slice(b"\r\n");
 }
 
-/// Upper-cases the first letter of `name` and each one after a `-` (`x-forwarded-for` to
-/// `X-Forwarded-For`).
+/// Upper-cases the first letter of `name` and each one after a `-`, and lower-cases the
+/// others (`x-forwarded-FOR` to `X-Forwarded-For`).
 fn title_case(name: &mut [u8]) {
     let mut upper = true;
     for b in name {
         if upper {
             b.make_ascii_uppercase();
+        } else {
+            b.make_ascii_lowercase();
         }
         upper = *b == b'-';
     }

@@ -47,18 +47,15 @@ pub fn set_forwarded_headers<'a>(
     if let Some(ip) = client {
         let chain = {
             // A value that is not text is left out, as Pingora's path leaves it out.
-            let mut previous = req
-                .headers()
-                .get_all(&XFF.name)
-                .iter()
-                .filter(|v| v.to_str().is_ok());
+            let values = req.values(&XFF.name);
+            let mut previous = values.iter().filter(|v| is_text(v));
             match previous.next() {
                 None => Cow::Borrowed(ip),
                 Some(first) => {
-                    let mut chain = first.as_bytes().to_vec();
+                    let mut chain = first.to_vec();
                     for more in previous {
                         chain.extend_from_slice(b", ");
-                        chain.extend_from_slice(more.as_bytes());
+                        chain.extend_from_slice(more);
                     }
                     chain.extend_from_slice(b", ");
                     chain.extend_from_slice(ip.as_bytes());
@@ -86,6 +83,13 @@ fn set<'a>(
     v: Cow<'a, HeaderValue>,
 ) -> Result<()> {
     req.set(&field.name, &field.written, v)
+}
+
+/// Whether a field value is text, as `HeaderValue::to_str` takes it.
+fn is_text(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 /// A header value from text the request or the socket gave.

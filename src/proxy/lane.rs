@@ -66,7 +66,7 @@ impl ProxyCore {
     /// connection's write buffer.
     pub async fn serve_fast<W: AsyncWrite + Unpin>(
         &self,
-        head: Head,
+        head: Head<'_>,
         io: &mut W,
         out: &mut BytesMut,
         conn: &Conn,
@@ -78,15 +78,8 @@ impl ProxyCore {
             Box::pin(crate::privileges::settled()).await;
         }
         let table = self.store.load();
-        let Some(host) = head
-            .parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-        else {
-            return Served::Pingora(head.raw);
-        };
-        let route = match table.lookup(host, &normalize(head.parts.uri.path())) {
+        let host = head.host();
+        let route = match table.lookup(host, &normalize(head.uri.path())) {
             Lookup::Found(route) => route.clone(),
             _ => return Served::Pingora(head.raw),
         };
@@ -95,8 +88,11 @@ impl ProxyCore {
         if redirect || !plain || route.backends.is_empty() {
             return Served::Pingora(head.raw);
         }
-        if let Some(auth) = &route.auth {
-            if Box::pin(auth.check(&head.parts)).await != Verdict::Allowed {
+        // The request as `http` parts, for what reads it so; most requests need none.
+        let parts = (route.auth.is_some() || route.sticky || self.access_log.is_some())
+            .then(|| head.to_parts());
+        if let (Some(auth), Some(parts)) = (&route.auth, &parts) {
+            if Box::pin(auth.check(parts)).await != Verdict::Allowed {
                 return Served::Pingora(head.raw);
             }
         }
@@ -104,45 +100,38 @@ impl ProxyCore {
         METRICS.fast_lane.inc();
         let mut ctx = RequestCtx::new(self.in_flight.enter());
         ctx.ticket = route.balancer.ticket();
-        if route.sticky {
-            ctx.cookie_backend = sticky_backend(&route, &head.parts);
+        if let (true, Some(parts)) = (route.sticky, &parts) {
+            ctx.cookie_backend = sticky_backend(&route, parts);
         }
         ctx.route = Some(route);
         ctx.tls = conn.tls;
         ctx.response_headers = Some(table.response_headers.clone());
         drop(table);
 
-        let Head { parts, close, raw } = head;
-        // Cheap copies (shared bytes) that outlive the parts, which become the request.
-        let host = parts.headers.get(http::header::HOST).cloned();
-        let uri = parts.uri.clone();
-        let method = parts.method.clone();
-        let entry = self
-            .access_log
+        let method = &head.method;
+        let entry = parts
             .as_ref()
-            .map(|_| access_entry(&parts, host_str(&host), conn.ip));
+            .filter(|_| self.access_log.is_some())
+            .map(|parts| access_entry(parts, host, conn.ip));
         let client = Client {
-            host: host_str(&host),
-            host_value: host.as_ref().map(Cow::Borrowed),
-            path: uri.path(),
+            host,
+            host_value: head.host_value().map(Cow::Owned),
+            path: head.uri.path(),
             ip_value: conn.ip_value.as_ref().map(Cow::Borrowed),
             tls: conn.tls,
         };
-        let keep_alive = !close && !conn.shutting_down && !self.in_flight.draining();
+        let keep_alive = !head.close && !conn.shutting_down && !self.in_flight.draining();
 
         let build = |ctx: &RequestCtx| {
-            let mut upstream = Edited::new(&parts);
+            let mut upstream = Edited::of_lane(&head);
             prepare_upstream_request(&mut upstream, &client, ctx)?;
-            let mut head = Vec::with_capacity(raw.len() + REQUEST_EXTRA);
-            backend_h1::write_request(&mut head, &upstream);
-            Ok(head)
+            let mut request = Vec::with_capacity(head.raw.len() + REQUEST_EXTRA);
+            backend_h1::write_request(&mut request, &upstream);
+            Ok(request)
         };
-        let outcome = match self.send_direct(&mut ctx, &client, &method, build).await {
+        let outcome = match self.send_direct(&mut ctx, &client, method, build).await {
             Ok(lease) => {
-                let answer = Answer {
-                    method: &method,
-                    keep_alive,
-                };
+                let answer = Answer { method, keep_alive };
                 self.answer(&mut ctx, lease, answer, io, out).await
             }
             Err(e) => Outcome::Failed(e),
@@ -165,7 +154,7 @@ impl ProxyCore {
                     ctx.backend_name()
                 );
                 let status = error_status(&e);
-                let bytes = Box::pin(respond_error(io, out, status, &method)).await;
+                let bytes = Box::pin(respond_error(io, out, status, method)).await;
                 (status, Some(e), bytes, false)
             }
         };
@@ -246,10 +235,6 @@ enum Outcome {
     Broken { status: u16, error: Box<Error> },
     /// Nothing went out.
     Failed(Box<Error>),
-}
-
-fn host_str(host: &Option<http::HeaderValue>) -> &str {
-    host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("")
 }
 
 /// Writes the response header in `out` and the body after it, each backend read within

@@ -13,10 +13,13 @@ use pingora::http::RequestHeader;
 use pingora::Result;
 use smallvec::SmallVec;
 
+use crate::downstream::h1::Head;
+
 /// `'a`: how long what a field is set from (the route, the client, statics) lives; the
 /// direct path's [`Edited`] keeps the borrows instead of copies.
 pub trait Outgoing<'a> {
-    fn headers(&self) -> &HeaderMap;
+    /// The values of the client's fields named `name`, in order.
+    fn values(&self, name: &HeaderName) -> SmallVec<[&[u8]; 2]>;
     fn uri(&self) -> &Uri;
     fn set_uri(&mut self, uri: Uri);
     /// Sets `name` to `value`, replacing every earlier value; `written` is the name as it
@@ -31,8 +34,8 @@ pub trait Outgoing<'a> {
 }
 
 impl<'a> Outgoing<'a> for RequestHeader {
-    fn headers(&self) -> &HeaderMap {
-        &self.headers
+    fn values(&self, name: &HeaderName) -> SmallVec<[&[u8]; 2]> {
+        values_in(&self.headers, name)
     }
 
     fn uri(&self) -> &Uri {
@@ -57,14 +60,19 @@ impl<'a> Outgoing<'a> for RequestHeader {
     }
 }
 
-/// The direct path's request to a backend while it is prepared: the client's request parts
-/// as they came and the preparation's changes, kept apart, so that no header map is
-/// rewritten (inserting into and removing from one cost more than writing the head);
-/// `backend_h1::write_request` writes the two together. `headers()` gives the client's
-/// fields: the preparation reads a field (`X-Forwarded-For`) only before it sets it. The
-/// changes borrow what they are set from: cloning and dropping them cost more than writing.
+fn values_in<'m>(headers: &'m HeaderMap, name: &HeaderName) -> SmallVec<[&'m [u8]; 2]> {
+    headers.get_all(name).iter().map(|v| v.as_bytes()).collect()
+}
+
+/// The direct path's request to a backend while it is prepared: the client's request as it
+/// came (parts, or the fast lane's head) and the preparation's changes, kept apart, so that
+/// no header map is rewritten (inserting into and removing from one cost more than writing
+/// the head); `backend_h1::write_request` writes the two together. `values()` gives the
+/// client's fields: the preparation reads a field (`X-Forwarded-For`) only before it sets
+/// it. The changes borrow what they are set from: cloning and dropping them cost more than
+/// writing.
 pub struct Edited<'a> {
-    base: &'a http::request::Parts,
+    base: Base<'a>,
     uri: Option<Uri>,
     /// Fields set (name, name as written, value), each in place of every value of its
     /// name, in order.
@@ -73,8 +81,26 @@ pub struct Edited<'a> {
     removed: SmallVec<[HeaderName; 2]>,
 }
 
+/// The client's request under the changes.
+#[derive(Clone, Copy)]
+enum Base<'a> {
+    /// Parts made from Pingora's request header, hop-by-hop fields left out.
+    Parts(&'a http::request::Parts),
+    /// A head the fast lane read.
+    Lane(&'a Head<'a>),
+}
+
 impl<'a> Edited<'a> {
     pub fn new(base: &'a http::request::Parts) -> Self {
+        Self::on(Base::Parts(base))
+    }
+
+    /// Changes to a request the fast lane read.
+    pub fn of_lane(head: &'a Head<'a>) -> Self {
+        Self::on(Base::Lane(head))
+    }
+
+    fn on(base: Base<'a>) -> Self {
         Edited {
             base,
             uri: None,
@@ -84,14 +110,27 @@ impl<'a> Edited<'a> {
     }
 
     pub fn method(&self) -> &http::Method {
-        &self.base.method
+        match self.base {
+            Base::Parts(parts) => &parts.method,
+            Base::Lane(head) => &head.method,
+        }
     }
 
-    /// The client's fields the backend gets: those neither set nor removed.
-    pub fn kept(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> + use<'_, 'a> {
-        self.base.headers.iter().filter(|(name, _)| {
-            !self.removed.contains(name) && !self.set.iter().any(|(n, _, _)| *n == *name)
-        })
+    /// The client's fields the backend gets (name, in any case, and value): those neither
+    /// set nor removed.
+    pub fn kept(&self) -> impl Iterator<Item = (&[u8], &[u8])> + use<'_, 'a> {
+        let (map, lane) = match self.base {
+            Base::Parts(parts) => (Some(parts.headers.iter()), None),
+            Base::Lane(head) => (None, Some(head.fields())),
+        };
+        map.into_iter()
+            .flatten()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+            .chain(lane.into_iter().flatten())
+            .filter(|(name, _)| {
+                let edited = |n: &HeaderName| name.eq_ignore_ascii_case(n.as_str().as_bytes());
+                !self.removed.iter().any(edited) && !self.set.iter().any(|(n, _, _)| edited(n))
+            })
     }
 
     /// The fields the preparation set, in order: the name as written, and the value.
@@ -103,12 +142,23 @@ impl<'a> Edited<'a> {
 }
 
 impl<'a> Outgoing<'a> for Edited<'a> {
-    fn headers(&self) -> &HeaderMap {
-        &self.base.headers
+    fn values(&self, name: &HeaderName) -> SmallVec<[&[u8]; 2]> {
+        match self.base {
+            Base::Parts(parts) => values_in(&parts.headers, name),
+            Base::Lane(head) => head
+                .fields()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
+                .map(|(_, value)| value)
+                .collect(),
+        }
     }
 
     fn uri(&self) -> &Uri {
-        self.uri.as_ref().unwrap_or(&self.base.uri)
+        let base = match self.base {
+            Base::Parts(parts) => &parts.uri,
+            Base::Lane(head) => &head.uri,
+        };
+        self.uri.as_ref().unwrap_or(base)
     }
 
     fn set_uri(&mut self, uri: Uri) {
