@@ -51,7 +51,23 @@ pub struct ConnectionPools {
 /// One thread's idle connections, most recently used last.
 #[derive(Default)]
 struct Idle {
-    by_backend: foldhash::HashMap<SocketAddr, Vec<(BackendConn, Instant)>>,
+    by_backend: foldhash::HashMap<Backend, Vec<(BackendConn, Instant)>>,
+}
+
+/// A backend address as the pools' key: an IPv4 address and port hashed as one number,
+/// where `SocketAddr`'s own `Hash` feeds the hasher field by field (twice per request).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Backend(SocketAddr);
+
+impl std::hash::Hash for Backend {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self.0 {
+            SocketAddr::V4(v4) => {
+                state.write_u64(u64::from(v4.ip().to_bits()) << 16 | u64::from(v4.port()))
+            }
+            SocketAddr::V6(v6) => v6.hash(state),
+        }
+    }
 }
 
 impl Idle {
@@ -127,7 +143,7 @@ impl Lease<'_> {
             return;
         }
         let mut idle = self.pools.idle();
-        let list = idle.by_backend.entry(self.addr).or_default();
+        let list = idle.by_backend.entry(Backend(self.addr)).or_default();
         if list.len() < self.pools.max_idle {
             list.push((self.conn, now));
         }
@@ -160,7 +176,7 @@ impl ConnectionPools {
     /// The most recently used idle connection to `addr` that is still open at `now`.
     fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<BackendConn> {
         let mut idle = self.idle();
-        let list = idle.by_backend.get_mut(&addr)?;
+        let list = idle.by_backend.get_mut(&Backend(addr))?;
         while let Some((conn, since)) = list.pop() {
             if usable(&conn, since, now) {
                 return Some(conn);

@@ -42,6 +42,18 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
+/// A `Content-Length` value: digits only (RFC 9110 §8.6), around them optional white space.
+fn decimal(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
 impl ResponseHead {
     /// Reads `raw` (a whole head, ending with its empty line) into this one.
     pub fn parse(&mut self, raw: Bytes) -> Result<(), ExchangeError> {
@@ -75,10 +87,7 @@ impl ResponseHead {
         for field in resp.headers.iter() {
             let (name, value) = (field.name, field.value);
             if name.eq_ignore_ascii_case("content-length") {
-                let n: u64 = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok())
-                    .ok_or(ExchangeError::Invalid("bad Content-Length"))?;
+                let n = decimal(value).ok_or(ExchangeError::Invalid("bad Content-Length"))?;
                 if self.length.is_some_and(|l| l != n) {
                     return Err(ExchangeError::Invalid("conflicting Content-Length"));
                 }
@@ -91,14 +100,11 @@ impl ResponseHead {
                     .next()
                     .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if name.eq_ignore_ascii_case("connection") {
-                match std::str::from_utf8(value) {
-                    Ok(tokens) => {
-                        for token in tokens.split(',').map(str::trim) {
-                            self.close |= token.eq_ignore_ascii_case("close");
-                            self.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
-                        }
-                    }
-                    Err(_) => self.close = true,
+                // A field that is not text cannot be read: the connection is not reused.
+                self.close |= !value.is_ascii();
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    self.close |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
             self.fields.push(Field {
@@ -169,6 +175,12 @@ mod tests {
         assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").keeps_alive());
         assert!(!head("HTTP/1.0 200 OK\r\n\r\n").keeps_alive());
         assert!(head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n").keeps_alive());
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: x, CLOSE \r\n\r\n").keeps_alive());
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: été\r\n\r\n").keeps_alive());
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length:  18446744073709551615 \r\n\r\n").length,
+            Some(u64::MAX)
+        );
 
         let mut reused = head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n");
         reused
@@ -184,6 +196,11 @@ mod tests {
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551616\r\n\r\n",
             "HTTP/1.1 099 Odd\r\n\r\n",
             "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
         ] {

@@ -4,12 +4,21 @@
 
 use std::borrow::Cow;
 
+/// Whether `path` may not be normal: it holds `//`, `/.`, `%` or a backslash. One pass, as
+/// most paths are normal.
+fn suspicious(path: &[u8]) -> bool {
+    let mut after_slash = false;
+    path.iter().any(|&b| {
+        let odd = b == b'%' || b == b'\\' || (after_slash && (b == b'/' || b == b'.'));
+        after_slash = b == b'/';
+        odd
+    })
+}
+
 /// The path as a backend would resolve it: `%2e`/`%2f` decoded, `.` and `..` segments
 /// removed (RFC 3986 §5.2.4), repeated slashes collapsed. Borrowed when already normal.
 pub fn normalize(path: &str) -> Cow<'_, str> {
-    let suspicious =
-        path.contains("//") || path.contains("/.") || path.bytes().any(|b| b == b'%' || b == b'\\');
-    if !suspicious && path.starts_with('/') {
+    if path.starts_with('/') && !suspicious(path.as_bytes()) {
         return Cow::Borrowed(path);
     }
     let decoded = decode_separators(path);
@@ -73,6 +82,26 @@ mod tests {
         assert!(matches!(normalize("/api/v1/users"), Cow::Borrowed(_)));
         assert!(matches!(normalize("/"), Cow::Borrowed(_)));
         assert!(matches!(normalize("/a.b/c.txt"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_one_pass_check_finds_what_searching_finds() {
+        let searched = |p: &str| {
+            p.contains("//") || p.contains("/.") || p.bytes().any(|b| b == b'%' || b == b'\\')
+        };
+        // Every path of up to six of these characters.
+        let mut paths = vec![String::new()];
+        let mut longest = paths.clone();
+        for _ in 0..6 {
+            longest = longest
+                .iter()
+                .flat_map(|p| ['/', '.', '%', '\\', 'a'].map(|c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longest.iter().cloned());
+        }
+        for p in &paths {
+            assert_eq!(suspicious(p.as_bytes()), searched(p), "{p:?}");
+        }
     }
 
     #[test]
