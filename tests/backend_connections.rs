@@ -1,6 +1,6 @@
 //! Connections to backends on the direct path: a client's keep-alive requests reuse one
 //! backend connection, and a kept-alive connection the backend closes under a request costs a
-//! GET nothing while a POST is never sent twice.
+//! GET nothing while a POST is never sent twice, and one it closed while idle is not used.
 
 mod common;
 
@@ -131,4 +131,67 @@ async fn a_kept_alive_connection_closed_under_a_get_is_retried_but_a_post_is_not
     // backend connection was not put back: the next request gets a new one.
     let mut conn = Conn::open(&proxy).await;
     assert_eq!(send(&mut conn, "POST").await, (200, "6".into()));
+}
+
+/// A raw backend that answers one request per connection and then closes it at once, as a
+/// backend whose keep-alive timeout fires while the connection is idle in the proxy's pool:
+/// connections numbered, closes counted.
+async fn idle_closing_backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (marked, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (counter, closes) = (marked.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (counter, closes) = (counter.clone(), closes.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let marked = String::from_utf8_lossy(&buf)
+                    .to_ascii_lowercase()
+                    .contains(MARK);
+                let id = if marked {
+                    counter.fetch_add(1, Ordering::SeqCst) + 1
+                } else {
+                    0
+                };
+                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{id}");
+                let _ = stream.write_all(reply.as_bytes()).await;
+                drop(stream);
+                if marked {
+                    closes.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, marked, closed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_connection_the_backend_closed_while_idle_is_not_used() {
+    let (backend, connections, closed) = idle_closing_backend().await;
+    let proxy = start_proxy(backend).await;
+    let mut conn = Conn::open(&proxy).await;
+    for n in 1..=3 {
+        assert_eq!(send(&mut conn, "GET").await, (200, n.to_string()));
+        wait_for(
+            std::time::Duration::from_secs(5),
+            "the backend to close its connection",
+            || {
+                let done = closed.load(Ordering::SeqCst) == n;
+                async move { done.then_some(()) }
+            },
+        )
+        .await;
+    }
+    // A POST is never resent: had the proxy sent it on the closed connection, the answer
+    // would be 502. It sees the close in the pool and opens a new connection instead.
+    assert_eq!(send(&mut conn, "POST").await, (200, "4".into()));
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -103,16 +103,14 @@ impl BackendConn {
         done
     }
 
-    /// Whether the backend has closed (or reset) this idle connection, as the runtime's
-    /// readiness events already tell; no system call.
+    /// Whether this idle connection can no longer take a request, as the runtime's readiness
+    /// events already tell (no system call): an idle connection has nothing to read, so
+    /// readable means that the backend closed or reset it, or sent what nobody asked for. A
+    /// read that drained the last response was short, which cleared the readiness it had.
+    /// (Waiting for readiness instead would join and leave its waiter list: two locks.)
     pub fn is_closed(&self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        let ready = pin!(self.stream.ready(Interest::READABLE));
-        match ready.poll(&mut cx) {
-            Poll::Ready(Ok(ready)) => ready.is_read_closed() || ready.is_error(),
-            Poll::Ready(Err(_)) => true,
-            Poll::Pending => false,
-        }
+        self.stream.poll_read_ready(&mut cx).is_ready()
     }
 
     /// Writes `request` (a head: the request has no body) and reads the response head,

@@ -154,17 +154,21 @@ impl RoutingTable {
         if host.len() > MAX_HOST {
             return Lookup::NoHost;
         }
-        let mut buf = [0u8; MAX_HOST];
-        let key = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            // Made only for a host with capitals: zeroing it for every lookup cost more.
+            let mut buf = [0u8; MAX_HOST];
             let lower = &mut buf[..host.len()];
             lower.copy_from_slice(host.as_bytes());
             lower.make_ascii_lowercase();
             // Lowercasing ASCII bytes keeps the text valid UTF-8.
-            std::str::from_utf8(lower).unwrap_or(host)
-        } else {
-            host
-        };
-        match self.hosts.get(key) {
+            return self.find(std::str::from_utf8(lower).unwrap_or(host), path);
+        }
+        self.find(host, path)
+    }
+
+    /// The route for `path` under `host` (as the table keys it: lowercase, no port).
+    fn find(&self, host: &str, path: &str) -> Lookup<'_> {
+        match self.hosts.get(host) {
             None => Lookup::NoHost,
             Some(routes) => match routes.find(path) {
                 Some(route) => Lookup::Found(route),
