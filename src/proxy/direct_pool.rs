@@ -51,8 +51,12 @@ pub struct ConnectionPools {
 /// One thread's idle connections, most recently used last.
 #[derive(Default)]
 struct Idle {
-    by_backend: foldhash::HashMap<Backend, Vec<(BackendConn, Instant)>>,
+    by_backend: foldhash::HashMap<Backend, Vec<(Pooled, Instant)>>,
 }
+
+/// A connection as the pools hold and lend it: boxed, as it moves from the pool to a
+/// request and back, and through the request's futures, each move a copy of the whole.
+type Pooled = Box<BackendConn>;
 
 /// A backend address as the pools' key: an IPv4 address and port hashed as one number,
 /// where `SocketAddr`'s own `Hash` feeds the hasher field by field (twice per request).
@@ -91,7 +95,7 @@ fn usable(conn: &BackendConn, since: Instant, now: Instant) -> bool {
 pub struct Lease<'a> {
     pools: &'a ConnectionPools,
     addr: SocketAddr,
-    conn: BackendConn,
+    conn: Pooled,
 }
 
 impl Lease<'_> {
@@ -174,7 +178,7 @@ impl ConnectionPools {
     }
 
     /// The most recently used idle connection to `addr` that is still open at `now`.
-    fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<BackendConn> {
+    fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<Pooled> {
         let mut idle = self.idle();
         let list = idle.by_backend.get_mut(&Backend(addr))?;
         while let Some((conn, since)) = list.pop() {
@@ -186,7 +190,7 @@ impl ConnectionPools {
     }
 
     /// A new connection to `addr`.
-    async fn connect(&self, addr: SocketAddr) -> std::io::Result<BackendConn> {
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<Pooled> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| {
@@ -196,7 +200,7 @@ impl ConnectionPools {
                 )
             })??;
         stream.set_nodelay(true)?;
-        Ok(BackendConn::new(stream))
+        Ok(Box::new(BackendConn::new(stream)))
     }
 
     /// Sends `request` (a request head; the request has no body) to `addr` and waits up to
@@ -257,7 +261,7 @@ impl ConnectionPools {
         }
     }
 
-    fn lease(&self, addr: SocketAddr, conn: BackendConn) -> Lease<'_> {
+    fn lease(&self, addr: SocketAddr, conn: Pooled) -> Lease<'_> {
         Lease {
             pools: self,
             addr,
