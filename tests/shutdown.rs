@@ -20,6 +20,20 @@ async fn wait_exit(proxy: &mut Proxy, deadline: Duration) -> std::process::ExitS
     .await
 }
 
+/// Waits until the backend is serving one slow request.
+async fn slow_request_arrived(b: &TestBackend) {
+    let in_progress = b.slow_in_progress.clone();
+    wait_for(
+        Duration::from_secs(5),
+        "the slow request to reach the backend",
+        || {
+            let n = in_progress.load(std::sync::atomic::Ordering::SeqCst);
+            async move { (n == 1).then_some(()) }
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_proxy_exits_at_once_on_sigterm_and_sigint() {
     for sig in [libc::SIGTERM, libc::SIGINT] {
@@ -55,16 +69,7 @@ async fn in_flight_request_finishes_and_new_connections_are_refused() {
         let body = resp.text().await?;
         Ok::<_, reqwest::Error>((status, body))
     });
-    let in_progress = b.slow_in_progress.clone();
-    wait_for(
-        Duration::from_secs(5),
-        "the request to reach the backend",
-        || {
-            let n = in_progress.load(std::sync::atomic::Ordering::SeqCst);
-            async move { (n == 1).then_some(()) }
-        },
-    )
-    .await;
+    slow_request_arrived(&b).await;
     signal(&proxy, libc::SIGTERM);
     // New connections are refused once the listener is closed.
     let port = proxy.port;
@@ -110,16 +115,8 @@ async fn idle_keep_alive_connections_close_while_a_request_is_in_flight() {
     let mut slow = raw::Conn::open(&proxy).await;
     slow.send(b"GET /__slow/3000 HTTP/1.1\r\nHost: s.example.com\r\n\r\n")
         .await;
+    slow_request_arrived(&b).await;
     let in_progress = b.slow_in_progress.clone();
-    wait_for(
-        Duration::from_secs(5),
-        "the slow request to reach the backend",
-        || {
-            let n = in_progress.load(std::sync::atomic::Ordering::SeqCst);
-            async move { (n == 1).then_some(()) }
-        },
-    )
-    .await;
     signal(&proxy, libc::SIGTERM);
     assert!(idle.closed().await, "the idle connection stayed open");
     assert_eq!(

@@ -87,12 +87,7 @@ impl Head<'_> {
                 headers.append(name, value);
             }
         }
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = self.method.clone();
-        parts.uri = self.uri.clone();
-        parts.version = http::Version::HTTP_11;
-        parts.headers = headers;
-        parts
+        crate::proxy::http11_parts(self.method.clone(), self.uri.clone(), headers)
     }
 }
 

@@ -65,9 +65,18 @@ pub fn upstream_parts(req: &RequestHeader) -> http::request::Parts {
             headers.append(name.clone(), value.clone());
         }
     }
+    http11_parts(req.method.clone(), req.uri.clone(), headers)
+}
+
+/// HTTP/1.1 request parts of `method`, `uri` and `headers`.
+pub fn http11_parts(
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+) -> http::request::Parts {
     let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = req.method.clone();
-    parts.uri = req.uri.clone();
+    parts.method = method;
+    parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     parts.headers = headers;
     parts

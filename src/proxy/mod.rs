@@ -28,7 +28,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 pub use context::RequestCtx;
-pub use direct::{BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
+pub use direct::{http11_parts, BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 pub use direct_pool::ConnectionPools;
 use direct_pool::SendError;
 pub use local::https_location;
