@@ -16,22 +16,20 @@ struct Forwarding {
     written: Bytes,
 }
 
-static XFF: Forwarding = Forwarding {
-    name: HeaderName::from_static("x-forwarded-for"),
-    written: Bytes::from_static(b"X-Forwarded-For"),
-};
-static REAL_IP: Forwarding = Forwarding {
-    name: HeaderName::from_static("x-real-ip"),
-    written: Bytes::from_static(b"X-Real-IP"),
-};
-static PROTO: Forwarding = Forwarding {
-    name: HeaderName::from_static("x-forwarded-proto"),
-    written: Bytes::from_static(b"X-Forwarded-Proto"),
-};
-static HOST: Forwarding = Forwarding {
-    name: HeaderName::from_static("x-forwarded-host"),
-    written: Bytes::from_static(b"X-Forwarded-Host"),
-};
+impl Forwarding {
+    /// `name` in lowercase (parsed), and as `written`.
+    const fn new(name: &'static str, written: &'static str) -> Self {
+        Forwarding {
+            name: HeaderName::from_static(name),
+            written: Bytes::from_static(written.as_bytes()),
+        }
+    }
+}
+
+static XFF: Forwarding = Forwarding::new("x-forwarded-for", "X-Forwarded-For");
+static REAL_IP: Forwarding = Forwarding::new("x-real-ip", "X-Real-IP");
+static PROTO: Forwarding = Forwarding::new("x-forwarded-proto", "X-Forwarded-Proto");
+static HOST: Forwarding = Forwarding::new("x-forwarded-host", "X-Forwarded-Host");
 static HTTP: HeaderValue = HeaderValue::from_static("http");
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
@@ -171,6 +169,16 @@ mod tests {
         samples.push("2001:db8::1".parse().unwrap());
         for ip in samples {
             assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn the_names_are_written_as_they_are_parsed() {
+        for field in [&XFF, &REAL_IP, &PROTO, &HOST] {
+            assert!(field
+                .name
+                .as_str()
+                .eq_ignore_ascii_case(std::str::from_utf8(&field.written).unwrap()));
         }
     }
 
