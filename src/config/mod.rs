@@ -7,7 +7,10 @@ pub mod spans;
 mod tree;
 pub mod upstreams;
 mod yaml;
+mod yaml_block;
 mod yaml_fast;
+#[cfg(test)]
+mod yaml_readers_tests;
 
 pub use error::{ConfigError, Issue, Location};
 pub use main_conf::MainConfig;

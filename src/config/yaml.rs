@@ -35,14 +35,18 @@ fn bare_message(e: &serde_yaml::Error) -> String {
 /// Parses a routing document into its tree. JSON is YAML too, and a document written as JSON
 /// (generated configs with thousands of hosts often are) is read by serde_json, about five
 /// times faster than libyaml reads the same text; the result is the same tree. Other documents
-/// are read by [`yaml_fast`](super::yaml_fast) when they are plain enough for it (most are),
-/// else by serde_yaml; a broken document always ends at serde_yaml, whose errors say what and
-/// where.
+/// are read by the first reader that takes them: [`yaml_block`](super::yaml_block) (block
+/// layout, values on one line: what generators write), [`yaml_fast`](super::yaml_fast) (the
+/// rest of plain YAML), else serde_yaml. A broken document always ends at serde_yaml, whose
+/// errors say what and where.
 fn parse_tree(text: &str) -> Result<Node, serde_yaml::Error> {
     if text.trim_start().starts_with('{') {
         if let Ok(node) = serde_json::from_str::<Node>(text) {
             return Ok(node);
         }
+    }
+    if let Some(node) = super::yaml_block::read(text) {
+        return Ok(node);
     }
     if let Some(node) = super::yaml_fast::read(text) {
         return Ok(node);
