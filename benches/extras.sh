@@ -10,6 +10,7 @@
 # Writes benches/results/extras.md.
 #
 #   benches/extras.sh          DURATION=10 PUSHES=5 ROUNDS=3 benches/extras.sh
+#   PARTS=reload benches/extras.sh   (some of: idle h2 reload; a partial run only prints)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,9 @@ DURATION=${DURATION:-10}
 IDLE=${IDLE:-10000}
 PUSHES=${PUSHES:-5}
 ROUNDS=${ROUNDS:-3}
+ALL_PARTS="idle h2 reload"
+PARTS=${PARTS:-$ALL_PARTS}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 . benches/lib.sh
 need wrk wrk
@@ -91,7 +95,7 @@ push_documents "$WORK"
 # Idle connections first, plain and TLS, each on a fresh process: after other runs, memory
 # those freed would be reused for the idle connections and hide what they cost.
 source=1
-for proxy in aralez nginx; do
+part idle && for proxy in aralez nginx; do
   for kind in plain tls; do
     source=$((source + 1))
     start_tls_proxy "$proxy"
@@ -114,7 +118,7 @@ done
 
 # h2 and new TLS connections: ROUNDS alternating runs (A B A B ...), each on a fresh process;
 # on this kind of VM one run's figure can be off by 2x.
-for round in $(seq "$ROUNDS"); do
+part h2 && for round in $(seq "$ROUNDS"); do
     for proxy in aralez nginx; do
         start_tls_proxy "$proxy"
         # h2 routes by :authority (localhost here); a Host header beside it would be malformed.
@@ -129,34 +133,38 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-start_tls_proxy aralez
-# The big document pushed PUSHES times on an idle core, then PUSHES times while wrk
-# keeps the bench route busy; the first push of a process also pays for fresh memory.
-push() {
-    local doc=$WORK/big.$2
-    [ $(( $1 % 2 )) = 0 ] && doc=$WORK/big2.$2
-    curl -s -o "$WORK/push.json" -w '%{http_code}:%{time_total}' --data-binary @"$doc" "http://127.0.0.1:3999/conf?key=bench-key"
-}
-# Numbered on across formats and phases so that every push is a change.
-n=0
-declare -A idle busy
-for fmt in yaml json; do
-    for _ in $(seq "$PUSHES"); do n=$((n + 1)); idle[$fmt]="${idle[$fmt]:-} $(push "$n" "$fmt")"; done
-done
-taskset -c "$LOAD_CPU" wrk -t1 -c50 -d$((PUSHES * 4 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
-WRK=$!
-sleep 2
-for fmt in yaml json; do
-    for _ in $(seq "$PUSHES"); do n=$((n + 1)); busy[$fmt]="${busy[$fmt]:-} $(push "$n" "$fmt")"; sleep 1; done
-done
-wait "$WRK"
-non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/reload-wrk.out")
-sock=$(awk '/Socket errors/ {print}' "$WORK/reload-wrk.out" | tr -d '\n')
-echo "reload idle_yaml='${idle[yaml]# }' busy_yaml='${busy[yaml]# }' idle_json='${idle[json]# }' busy_json='${busy[json]# }' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
-stop_proxy
+if part reload; then
+    start_tls_proxy aralez
+    # The big document pushed PUSHES times on an idle core, then PUSHES times while wrk
+    # keeps the bench route busy; the first push of a process also pays for fresh memory.
+    push() {
+        local doc=$WORK/big.$2
+        [ $(( $1 % 2 )) = 0 ] && doc=$WORK/big2.$2
+        curl -s -o "$WORK/push.json" -w '%{http_code}:%{time_total}' --data-binary @"$doc" "http://127.0.0.1:3999/conf?key=bench-key"
+    }
+    # Numbered on across formats and phases so that every push is a change.
+    n=0
+    declare -A idle busy
+    for fmt in yaml json; do
+        for _ in $(seq "$PUSHES"); do n=$((n + 1)); idle[$fmt]="${idle[$fmt]:-} $(push "$n" "$fmt")"; done
+    done
+    taskset -c "$LOAD_CPU" wrk -t1 -c50 -d$((PUSHES * 4 + 4))s -H "Host: bench.local" "http://127.0.0.1:$PLAIN/" > "$WORK/reload-wrk.out" &
+    WRK=$!
+    sleep 2
+    for fmt in yaml json; do
+        for _ in $(seq "$PUSHES"); do n=$((n + 1)); busy[$fmt]="${busy[$fmt]:-} $(push "$n" "$fmt")"; sleep 1; done
+    done
+    wait "$WRK"
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/reload-wrk.out")
+    sock=$(awk '/Socket errors/ {print}' "$WORK/reload-wrk.out" | tr -d '\n')
+    echo "reload idle_yaml='${idle[yaml]# }' busy_yaml='${busy[yaml]# }' idle_json='${idle[json]# }' busy_json='${busy[json]# }' non2xx=${non2xx:-0} socket_errors='${sock:-none}' answer=$(tr -d '\n' < "$WORK/push.json")" | tee -a "$WORK/results"
+    stop_proxy
+fi
 
 mkdir -p benches/results
-python3 - "$WORK/results" "$DURATION" "$IDLE" <<'PY' | tee benches/results/extras.md
+out=benches/results/extras.md
+[ "$PARTS" = "$ALL_PARTS" ] || out=/dev/null
+python3 - "$WORK/results" "$DURATION" "$IDLE" <<'PY' | tee "$out"
 import shlex, statistics, sys, platform, subprocess
 runs, idle, reload = {}, {}, None
 for line in open(sys.argv[1]):
@@ -182,9 +190,10 @@ def held(name, kind):
         return "-"
     kib, base = int(i["kib"]), int(i["base_kib"])
     return f"{base / 1024:.0f} -> {(base + kib) / 1024:.0f} MiB ({kib / max(int(i['held']), 1):.1f} KiB each, {i['held']} held)"
-print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | TLS socket errors "
-      f"| {sys.argv[3]} idle keep-alive connections, plain (RSS of a fresh process before and with them) | {sys.argv[3]} idle keep-alive connections, TLS |")
-print("|---|---|---|---|---|---|---|")
+if runs or idle:
+  print(f"| proxy | h2 over TLS req/s (h2load -c100 -m10) | h2 failed | new TLS connections/s (wrk, Connection: close) | TLS socket errors "
+        f"| {sys.argv[3]} idle keep-alive connections, plain (RSS of a fresh process before and with them) | {sys.argv[3]} idle keep-alive connections, TLS |")
+  print("|---|---|---|---|---|---|---|")
 for name, rs in runs.items():
     failed = sum(int(r["h2_failed"]) if r["h2_failed"].isdigit() else 0 for r in rs)
     errors = "; ".join(sorted({r["tls_errors"] for r in rs}))
