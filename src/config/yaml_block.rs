@@ -381,14 +381,18 @@ fn value(content: &str, depth: usize) -> Read<(Node, &str)> {
         Some(b'"' | b'\'') => quoted(content).map(|(s, rest)| (Node::String(s), rest)),
         Some(b'[' | b'{') => flow(content, depth),
         Some(&first) if plain_start(first) => match block_plain_end(content) {
-            (end, Stop::Value) => {
-                let text = content[..end].trim_end_matches(' ');
-                Ok((plain_scalar(text).ok_or(Decline)?, &content[end..]))
-            }
+            (end, Stop::Value) => plain_until(content, end),
             (_, Stop::Colon) => Err(Decline),
         },
         _ => Err(Decline),
     }
+}
+
+/// The plain scalar that ends at byte `end` of `content` (blanks before it dropped), resolved,
+/// and what follows it.
+fn plain_until(content: &str, end: usize) -> Read<(Node, &str)> {
+    let text = content[..end].trim_end_matches(' ');
+    Ok((plain_scalar(text).ok_or(Decline)?, &content[end..]))
 }
 
 /// A quoted scalar that closes on this line, and what follows the closing quote.
@@ -556,10 +560,7 @@ fn flow_item(content: &str, depth: usize) -> Read<(Node, &str)> {
         Some(b'"' | b'\'') => quoted(content).map(|(s, rest)| (Node::String(s), rest)),
         Some(b'[' | b'{') => flow(content, depth),
         Some(&first) if plain_start(first) => match flow_plain_end(content) {
-            (end, FlowStop::End) => {
-                let text = content[..end].trim_end_matches(' ');
-                Ok((plain_scalar(text).ok_or(Decline)?, &content[end..]))
-            }
+            (end, FlowStop::End) => plain_until(content, end),
             _ => Err(Decline),
         },
         _ => Err(Decline),
