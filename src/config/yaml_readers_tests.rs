@@ -12,6 +12,18 @@ const READERS: [(&str, Reader); 2] = [
     ("yaml_fast", yaml_fast::read),
 ];
 
+/// A property-test runner with a fixed seed and no failure file, so that CI runs the same
+/// cases every time.
+fn fixed_seed_runner(cases: u32) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+}
+
 fn reference(text: &str) -> Node {
     let value: serde_yaml::Value =
         serde_yaml::from_str(text).unwrap_or_else(|e| panic!("serde_yaml refused {text:?}: {e}"));
@@ -500,14 +512,7 @@ mod differential {
     /// flow documents, which the block reader declines at their root.
     #[test]
     fn what_a_reader_accepts_is_serde_yamls_tree() {
-        use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
-        let config = ProptestConfig {
-            cases: 4000,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        };
-        let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
-        let mut runner = TestRunner::new_with_rng(config, rng);
+        let mut runner = super::fixed_seed_runner(4000);
         // The runner takes a `Fn`, so the tallies are in a cell.
         let compared = RefCell::new([0usize; READERS.len()]);
         let result = runner.run(
@@ -563,7 +568,6 @@ mod differential {
 #[test]
 fn broken_text_never_panics_a_reader_or_reads_differently() {
     use proptest::prelude::*;
-    use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
     const GOOD: &str = "upstreams:\n  a.example.com:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:8000\", '[::1]:81']\n        headers:\n          - \"X-A: 1\"\n        authorization: {type: apikey, creds: k}\n      /api:\n        - x # c\n";
     let punctuation = "[ a-z0-9:#'\"\\[\\]{},\\\\\n!&*|>?%@`~é🟰\t\r-]{0,120}";
     let mutated = (0..GOOD.len(), 0..GOOD.len(), punctuation).prop_map(|(a, b, insert)| {
@@ -572,13 +576,7 @@ fn broken_text_never_panics_a_reader_or_reads_differently() {
         text.splice(lo..hi, insert.bytes().take(8));
         String::from_utf8_lossy(&text).into_owned()
     });
-    let config = ProptestConfig {
-        cases: 3000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = fixed_seed_runner(3000);
     let result = runner.run(&prop_oneof![punctuation, mutated], |text| {
         let theirs = serde_yaml::from_str::<serde_yaml::Value>(&text);
         for (name, read) in READERS {
