@@ -223,3 +223,36 @@ async fn the_keep_alive_timeout_counts_from_the_last_request() {
         "closed after {idle:?}"
     );
 }
+
+/// A keep-alive connection that waits a second for its next request gives its buffers back
+/// and reads that request's first bytes into a small array (64 bytes) before it takes a
+/// buffer again. Nothing of the request may be lost on the way: a long head, and two
+/// pipelined requests sent after the pause, come back whole and in order.
+#[tokio::test]
+async fn a_connection_that_gave_its_buffers_back_reads_every_byte_of_the_next_requests() {
+    let backend = TestBackend::start("one").await;
+    let proxy = Proxy::start(&routes(&backend)).await;
+    let mut conn = Conn::open(&proxy).await;
+    conn.send(&get("lane.test", "/before", "")).await;
+    assert_eq!(conn.response(false).await.echo().path, "/before");
+
+    // The pause is what is under test: longer than the second after which buffers go.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let long_path = format!("/after/{}", "p".repeat(300));
+    let mut two = get("lane.test", &long_path, "X-Long: ok\r\n");
+    two.extend(get("lane.test", "/second", ""));
+    conn.send(&two).await;
+    let first = conn.response(false).await.echo();
+    assert_eq!(first.path, long_path);
+    assert_eq!(first.headers["x-long"], "ok");
+    assert_eq!(conn.response(false).await.echo().path, "/second");
+
+    // Again, with the head arriving in pieces across the first small read.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let head = get("lane.test", &format!("/pieces/{}", "q".repeat(100)), "");
+    conn.send(&head[..10]).await;
+    conn.send(&head[10..]).await;
+    let answer = conn.response(false).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.echo().path, format!("/pieces/{}", "q".repeat(100)));
+}

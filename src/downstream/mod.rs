@@ -47,6 +47,12 @@ impl<A> GuardedApp<A> {
 const READ_BUFFER: usize = 4096;
 /// Least free room in the read buffer before a read.
 const MIN_READ: usize = 1024;
+/// How long a keep-alive connection waits for its next request with its buffers; after
+/// that it gives them back (nginx does at once; a busy connection here keeps them, so
+/// that a request on it allocates nothing).
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+/// The first read of a request on a connection that gave its buffers back.
+const FIRST_READ: usize = 64;
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
@@ -119,26 +125,26 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                     return self.to_pingora(io, shutdown).await;
                 }
                 Read::Partial => {
-                    if buf.capacity() - buf.len() < MIN_READ {
-                        buf.reserve(READ_BUFFER);
-                    }
                     let read = if idle && buf.is_empty() {
                         // Between requests: the keep-alive timeout, and shutdown, end the wait.
                         if *shutdown.borrow() {
                             return None;
                         }
                         let due = idle_since + keepalive;
-                        let wait = idle_wait.get_or_insert_with(|| IdleWait::new(due, &mut watch));
-                        let mut read = std::pin::pin!(io.read_buf(&mut buf));
-                        // The read first: when the next request is in, the wait's end is not
-                        // looked at.
-                        let read = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
-                            Poll::Ready(read) => Poll::Ready(Some(read)),
-                            Poll::Pending => wait.poll_over(cx, due).map(|()| None),
-                        });
+                        let shrink_at = idle_since + SHRINK_AFTER;
+                        let wait = idle_wait
+                            .get_or_insert_with(|| IdleWait::new(shrink_at.min(due), &mut watch));
+                        let mut held = Buffers {
+                            read: &mut buf,
+                            out: &mut out,
+                            fields: &mut fields,
+                        };
                         // None: the wait is over, and the connection with it.
-                        read.await?
+                        wait_for_request(&mut io, &mut held, wait, due, shrink_at).await?
                     } else {
+                        if buf.capacity() - buf.len() < MIN_READ {
+                            buf.reserve(READ_BUFFER);
+                        }
                         // Within a head: `GuardedStream`'s header deadline.
                         io.read_buf(&mut buf).await
                     };
@@ -177,13 +183,81 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
     }
 }
 
+/// The buffers a fast-lane connection keeps between requests.
+struct Buffers<'b> {
+    read: &'b mut BytesMut,
+    out: &'b mut BytesMut,
+    fields: &'b mut Vec<h1::FieldSpan>,
+}
+
+impl Buffers<'_> {
+    /// Gives the buffers back to the allocator; they are taken again for the next request.
+    fn release(&mut self) {
+        *self.read = BytesMut::new();
+        *self.out = BytesMut::new();
+        *self.fields = Vec::new();
+    }
+}
+
+/// Waits between requests for the next one's first bytes and reads them into `held.read`.
+/// After `shrink_at` the connection gives its buffers back and reads the first bytes into a
+/// small array instead (one more read for that request, none for a busy connection). None:
+/// the keep-alive deadline `due` passed, or the service shuts down.
+async fn wait_for_request(
+    io: &mut GuardedStream,
+    held: &mut Buffers<'_>,
+    wait: &mut IdleWait,
+    due: tokio::time::Instant,
+    shrink_at: tokio::time::Instant,
+) -> Option<std::io::Result<usize>> {
+    if held.read.capacity() - held.read.len() < MIN_READ {
+        held.read.reserve(READ_BUFFER);
+    }
+    {
+        let mut read = std::pin::pin!(io.read_buf(held.read));
+        // The read first: when the next request is in, the wait's end is not looked at.
+        let waited = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+            Poll::Ready(read) => Poll::Ready(Ok(read)),
+            Poll::Pending => wait.poll_over(cx, due, Some(shrink_at)).map(Err),
+        });
+        match waited.await {
+            Ok(read) => return Some(read),
+            Err(IdleEnd::Over) => return None,
+            Err(IdleEnd::Shrink) => {}
+        }
+    }
+    held.release();
+    let mut first = [0u8; FIRST_READ];
+    let mut read = std::pin::pin!(io.read(&mut first));
+    let waited = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Ready(read) => Poll::Ready(Some(read)),
+        Poll::Pending => wait.poll_over(cx, due, None).map(|_| None),
+    });
+    let read = waited.await?;
+    if let Ok(n @ 1..) = read {
+        held.read.reserve(READ_BUFFER);
+        held.read.extend_from_slice(&first[..n]);
+    }
+    Some(read)
+}
+
+/// Why a wait between requests ended without a request.
+enum IdleEnd {
+    /// The keep-alive deadline passed, or the service shuts down: close the connection.
+    Over,
+    /// The connection has waited long enough to give its buffers back.
+    Shrink,
+}
+
 /// What ends a fast-lane connection's wait between requests, made at its first wait and
 /// kept for its life: setting and cancelling a timer, and joining and leaving the shutdown
 /// watch's waiters, once per request cost more than the clock read that the deadline takes.
 struct IdleWait {
-    /// Fires at the keep-alive deadline or before it (set for an earlier request): moved on
-    /// only when it fires early.
+    /// Fires at `target`: the keep-alive deadline or the time to give the buffers back, or
+    /// before either (set for an earlier request); moved on only when it fires early, so a
+    /// busy connection resets it about once per `SHRINK_AFTER`, not per request.
     timer: Pin<Box<tokio::time::Sleep>>,
+    target: tokio::time::Instant,
     /// Ready when the service shuts down.
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The same watch, read without polling `shutdown`.
@@ -193,10 +267,11 @@ struct IdleWait {
 }
 
 impl IdleWait {
-    fn new(due: tokio::time::Instant, watch: &mut Option<ShutdownWatch>) -> Self {
+    fn new(target: tokio::time::Instant, watch: &mut Option<ShutdownWatch>) -> Self {
         let watch = watch.take();
         IdleWait {
-            timer: Box::pin(tokio::time::sleep_until(due)),
+            timer: Box::pin(tokio::time::sleep_until(target)),
+            target,
             probe: watch.clone(),
             // A closed watch (its service gone) ends the connection too.
             shutdown: Box::pin(async move {
@@ -208,11 +283,17 @@ impl IdleWait {
         }
     }
 
-    /// Ready when the wait is over: `due` has passed, or the service shuts down. The timer
-    /// and the watch are polled once, and then only when the flags they set say that they
-    /// are ready: the waker they keep is still the task's (a connection stays on its task),
-    /// and polling them for every request took a lock and a waker check each.
-    fn poll_over(&mut self, cx: &mut Context<'_>, due: tokio::time::Instant) -> Poll<()> {
+    /// Ready when the wait is over (`due` has passed, or the service shuts down), or when
+    /// `shrink` (if any) has passed. The timer and the watch are polled once, and then only
+    /// when the flags they set say that they are ready: the waker they keep is still the
+    /// task's (a connection stays on its task), and polling them for every request took a
+    /// lock and a waker check each.
+    fn poll_over(
+        &mut self,
+        cx: &mut Context<'_>,
+        due: tokio::time::Instant,
+        shrink: Option<tokio::time::Instant>,
+    ) -> Poll<IdleEnd> {
         let shut = if self.polled {
             let seen = self.probe.as_ref().map(|w| w.has_changed());
             !matches!(seen, Some(Ok(false))) && self.shutdown.as_mut().poll(cx).is_ready()
@@ -220,18 +301,37 @@ impl IdleWait {
             self.shutdown.as_mut().poll(cx).is_ready()
         };
         if shut {
-            return Poll::Ready(());
+            return Poll::Ready(IdleEnd::Over);
         }
-        if !self.polled || self.timer.is_elapsed() {
+        let wanted = shrink.map_or(due, |at| at.min(due));
+        let mut poll_timer = !self.polled || self.timer.is_elapsed();
+        if wanted < self.target {
+            // Set for later than this wait needs (the first wait after a shrink).
+            self.set_timer(wanted);
+            poll_timer = true;
+        }
+        if poll_timer {
             while self.timer.as_mut().poll(cx).is_ready() {
-                if tokio::time::Instant::now() >= due {
-                    return Poll::Ready(());
+                let now = tokio::time::Instant::now();
+                if now >= due {
+                    return Poll::Ready(IdleEnd::Over);
                 }
-                self.timer.as_mut().reset(due);
+                if shrink.is_some_and(|at| now >= at) {
+                    self.set_timer(due);
+                    // The reset timer holds no waker until it is polled again.
+                    self.polled = false;
+                    return Poll::Ready(IdleEnd::Shrink);
+                }
+                self.set_timer(wanted);
             }
         }
         self.polled = true;
         Poll::Pending
+    }
+
+    fn set_timer(&mut self, target: tokio::time::Instant) {
+        self.target = target;
+        self.timer.as_mut().reset(target);
     }
 }
 
