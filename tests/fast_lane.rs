@@ -247,7 +247,7 @@ async fn a_connection_that_gave_its_buffers_back_reads_every_byte_of_the_next_re
     assert_eq!(first.headers["x-long"], "ok");
     assert_eq!(conn.response(false).await.echo().path, "/second");
 
-    // Again, with the head arriving in pieces across the first small read.
+    // Again, the head sent in two writes (the first shorter than the small first read).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let head = get("lane.test", &format!("/pieces/{}", "q".repeat(100)), "");
     conn.send(&head[..10]).await;
