@@ -253,11 +253,10 @@ enum IdleEnd {
 /// kept for its life: setting and cancelling a timer, and joining and leaving the shutdown
 /// watch's waiters, once per request cost more than the clock read that the deadline takes.
 struct IdleWait {
-    /// Fires at `target`: the keep-alive deadline or the time to give the buffers back, or
-    /// before either (set for an earlier request); moved on only when it fires early, so a
-    /// busy connection resets it about once per `SHRINK_AFTER`, not per request.
+    /// Fires at the keep-alive deadline or the time to give the buffers back, or before
+    /// either (set for an earlier request); moved on only when it fires early, so a busy
+    /// connection resets it about once per `SHRINK_AFTER`, not per request.
     timer: Pin<Box<tokio::time::Sleep>>,
-    target: tokio::time::Instant,
     /// Ready when the service shuts down.
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The same watch, read without polling `shutdown`.
@@ -271,7 +270,6 @@ impl IdleWait {
         let watch = watch.take();
         IdleWait {
             timer: Box::pin(tokio::time::sleep_until(target)),
-            target,
             probe: watch.clone(),
             // A closed watch (its service gone) ends the connection too.
             shutdown: Box::pin(async move {
@@ -305,9 +303,9 @@ impl IdleWait {
         }
         let wanted = shrink.map_or(due, |at| at.min(due));
         let mut poll_timer = !self.polled || self.timer.is_elapsed();
-        if wanted < self.target {
+        if wanted < self.timer.deadline() {
             // Set for later than this wait needs (the first wait after a shrink).
-            self.set_timer(wanted);
+            self.timer.as_mut().reset(wanted);
             poll_timer = true;
         }
         if poll_timer {
@@ -317,21 +315,16 @@ impl IdleWait {
                     return Poll::Ready(IdleEnd::Over);
                 }
                 if shrink.is_some_and(|at| now >= at) {
-                    self.set_timer(due);
+                    self.timer.as_mut().reset(due);
                     // The reset timer holds no waker until it is polled again.
                     self.polled = false;
                     return Poll::Ready(IdleEnd::Shrink);
                 }
-                self.set_timer(wanted);
+                self.timer.as_mut().reset(wanted);
             }
         }
         self.polled = true;
         Poll::Pending
-    }
-
-    fn set_timer(&mut self, target: tokio::time::Instant) {
-        self.target = target;
-        self.timer.as_mut().reset(target);
     }
 }
 
