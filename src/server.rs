@@ -181,7 +181,7 @@ impl Aralez {
         let header_timeout = std::time::Duration::from_secs(main.header_timeout);
         let mut service = Service::new(
             "aralez proxy".to_string(),
-            GuardedApp::new(app, header_timeout, main.fast_lane.then_some(core)),
+            GuardedApp::new(app, header_timeout, core, main.fast_lane),
         );
         service.add_listener(
             ListenerConfig::tcp(main.proxy_address_http.as_str()).l4_buffer(client_buffers()),

@@ -101,7 +101,30 @@ pub enum Read<'f> {
     Head(Head<'f>),
     /// Anything else; `taken` is what was taken out of the buffer (its front), for Pingora.
     Unsupported { taken: Bytes },
+    /// Over a limit that no path serves: answered with this status and body, then the
+    /// connection is closed (Pingora's reader would answer 400 before any hook ran).
+    Refused(u16, &'static str),
 }
+
+/// The refusal of a request line longer than any path takes.
+pub const URI_TOO_LONG: (u16, &str) = (414, "414 URI Too Long\n");
+/// The refusal of a head with too many fields or too many bytes of them.
+pub const FIELDS_TOO_LARGE: (u16, &str) = (431, "431 Request Header Fields Too Large\n");
+
+/// Why a head that did not end within [`MAX_HEAD`] bytes is refused: its request line is
+/// too long (no line end within the target's limit), or its fields are.
+fn oversized(buf: &[u8]) -> Read<'static> {
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    let (status, body) = if line_end > MAX_TARGET + REQUEST_LINE_EXTRA {
+        URI_TOO_LONG
+    } else {
+        FIELDS_TOO_LARGE
+    };
+    Read::Refused(status, body)
+}
+
+/// Room on a request line beside its target: method, spaces, version.
+const REQUEST_LINE_EXTRA: usize = 32;
 
 /// Where the empty line that ends a head starts in `bytes`, if it is there. The searcher is
 /// built once: `memmem::find` builds one per call, which cost more than the search itself.
@@ -115,21 +138,35 @@ pub fn head_end(bytes: &[u8]) -> Option<usize> {
 /// connection's list for the spans of its fields.
 pub fn read_head<'f>(buf: &mut BytesMut, fields: &'f mut Vec<FieldSpan>) -> Read<'f> {
     let Some(end) = head_end(buf) else {
-        // A head ended by bare LFs, or too long to wait for: Pingora's.
-        let bare = memchr::memmem::find(buf, b"\n\n").is_some();
-        return if bare || buf.len() > MAX_HEAD {
-            Read::Unsupported {
+        // A head ended by bare LFs is Pingora's (to refuse with 400: see `guard`).
+        if memchr::memmem::find(buf, b"\n\n").is_some() {
+            return Read::Unsupported {
                 taken: Bytes::new(),
-            }
+            };
+        }
+        return if buf.len() > MAX_HEAD {
+            oversized(buf)
         } else {
             Read::Partial
         };
     };
+    if end + 4 > MAX_HEAD {
+        return oversized(&buf[..end]);
+    }
     let raw = buf.split_to(end + 4).freeze();
     match parse_head(&raw, fields) {
         Some(head) => Read::Head(head),
+        // More fields than any path takes (Pingora's reader stops at 256 with a 400).
+        None if field_lines(&raw) > MAX_HEADERS => {
+            Read::Refused(FIELDS_TOO_LARGE.0, FIELDS_TOO_LARGE.1)
+        }
         None => Read::Unsupported { taken: raw },
     }
+}
+
+/// How many field lines a whole head has: its lines but the request line and the empty one.
+fn field_lines(raw: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', raw).count().saturating_sub(2)
 }
 
 /// What a request field is to the lane.

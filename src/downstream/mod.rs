@@ -14,10 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use log::debug;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{GetSocketDigest, Ssl, Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::proxy::lane::{Conn, Served};
 use crate::proxy::ProxyCore;
@@ -30,15 +31,20 @@ pub use stream::GuardedStream;
 pub struct GuardedApp<A> {
     inner: Arc<A>,
     header_timeout: Duration,
+    /// Seconds an idle HTTP/1.x connection is kept between requests.
+    keepalive: Duration,
+    /// The fast lane, when it is on.
     lane: Option<Arc<ProxyCore>>,
 }
 
 impl<A> GuardedApp<A> {
-    pub fn new(inner: A, header_timeout: Duration, lane: Option<Arc<ProxyCore>>) -> Self {
+    /// `core` serves the fast lane's requests when `fast_lane` is on.
+    pub fn new(inner: A, header_timeout: Duration, core: Arc<ProxyCore>, fast_lane: bool) -> Self {
         GuardedApp {
             inner: Arc::new(inner),
             header_timeout,
-            lane,
+            keepalive: Duration::from_secs(core.keepalive_timeout),
+            lane: fast_lane.then_some(core),
         }
     }
 }
@@ -55,23 +61,22 @@ const SHRINK_AFTER: Duration = Duration::from_secs(1);
 const FIRST_READ: usize = 64;
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // A stream handed back for reuse is already guarded.
-        if (*stream).as_any().is::<GuardedStream>() {
-            return self.inner.process_new(stream, shutdown).await;
+        let stream = if (*stream).as_any().is::<GuardedStream>() {
+            *stream.into_any().downcast::<GuardedStream>().ok()?
+        } else {
+            GuardedStream::new(stream, self.header_timeout)
+        };
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return self.inner.process_new(Box::new(stream), shutdown).await;
         }
-        let stream = GuardedStream::new(stream, self.header_timeout);
-        match &self.lane {
-            Some(lane) if !matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) => {
-                self.serve_lane(lane, stream, shutdown).await
-            }
-            _ => self.inner.process_new(Box::new(stream), shutdown).await,
-        }
+        self.serve_h1(stream, shutdown).await
     }
 
     async fn cleanup(&self) {
@@ -79,22 +84,57 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
     }
 }
 
-impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
-    /// The rest of the connection is Pingora's. Boxed: a fast-lane connection's task would
-    /// otherwise hold room for Pingora's connection future its whole life.
-    async fn to_pingora(
-        self: &Arc<Self>,
-        io: GuardedStream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        Box::pin(self.inner.process_new(Box::new(io), shutdown)).await
+/// What is next for a connection after Pingora served a request on it.
+enum Back {
+    /// It is back: the next request's head is read here again.
+    Here(GuardedStream),
+    /// It is closed, upgraded or HTTP/2: nothing left to serve here.
+    Gone,
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> GuardedApp<A> {
+    /// The connection is HTTP/2 with prior knowledge: Pingora's. Boxed: a fast-lane
+    /// connection's task would otherwise hold room for Pingora's connection future its whole
+    /// life.
+    async fn to_h2c(self: &Arc<Self>, io: GuardedStream, shutdown: &ShutdownWatch) {
+        Box::pin(self.inner.process_new(Box::new(io), shutdown)).await;
     }
 
-    /// Reads request heads and has the lane serve them, until one is not the lane's: then
-    /// Pingora gets it, with every byte read so far, and the connection.
-    async fn serve_lane(
+    /// Has Pingora serve one request (or, when it read past the request's end, as many as
+    /// it holds bytes of) and takes the connection back. Boxed, as [`Self::to_h2c`].
+    async fn to_pingora(self: &Arc<Self>, io: GuardedStream, shutdown: &ShutdownWatch) -> Back {
+        Box::pin(async {
+            let mut session = ServerSession::new_http1(Box::new(io));
+            session.set_keepalive((!*shutdown.borrow()).then_some(PINGORA_KEEPALIVE));
+            loop {
+                let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+                    return Back::Gone;
+                };
+                let (stream, settings) = reused.consume();
+                match settings {
+                    // Pingora holds bytes of the next request (pipelined) that cannot be
+                    // taken from it: it reads that request too.
+                    Some(settings) if holds_pipelined_bytes(&settings) => {
+                        session = ServerSession::new_http1(stream);
+                        settings.apply_to_session(&mut session);
+                    }
+                    _ => {
+                        return match stream.into_any().downcast::<GuardedStream>() {
+                            Ok(io) => Back::Here(*io),
+                            Err(_) => Back::Gone,
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Reads request heads and serves them: on the fast lane when it is on and the request is
+    /// the lane's, else through Pingora's HTTP/1 session, one request at a time; each head is
+    /// read here first, so that the limits and the HTTP/2 preface rule hold for all of them.
+    async fn serve_h1(
         self: &Arc<Self>,
-        lane: &ProxyCore,
         mut io: GuardedStream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
@@ -107,7 +147,8 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
             tls: io.get_ssl_digest().is_some(),
             shutting_down: false,
         };
-        let keepalive = Duration::from_secs(lane.keepalive_timeout);
+        let keepalive = self.keepalive;
+        let h2c = self.inner.server_options().is_some_and(|o| o.h2c) && !conn.tls;
         // Taken now, so that a shutdown from here on is seen however late the first wait.
         let mut watch = Some(shutdown.clone());
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
@@ -118,11 +159,46 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
         // The spans of a head's fields, kept for the connection's heads.
         let mut fields = Vec::new();
         loop {
-            let head = match h1::read_head(&mut buf, &mut fields) {
-                Read::Head(head) => head,
+            let pingora_gets = match h1::read_head(&mut buf, &mut fields) {
+                Read::Head(head) => {
+                    io.header_done();
+                    conn.shutting_down = *shutdown.borrow();
+                    let served = match &self.lane {
+                        Some(lane) => lane.serve_fast(head, &mut io, &mut out, &conn).await,
+                        None => Served::Pingora(head.raw),
+                    };
+                    match served {
+                        Served::KeepAlive(ended) => {
+                            io.request_done(false);
+                            idle = true;
+                            idle_since = tokio::time::Instant::from_std(ended);
+                            // An idle connection keeps no large response's buffer.
+                            if out.capacity() > READ_BUFFER {
+                                out = BytesMut::new();
+                            }
+                            continue;
+                        }
+                        Served::Close => {
+                            pingora::protocols::Shutdown::shutdown(&mut io).await;
+                            return None;
+                        }
+                        Served::Pingora(head) => head,
+                    }
+                }
                 Read::Unsupported { taken } => {
-                    io.unread(&taken, &buf);
-                    return self.to_pingora(io, shutdown).await;
+                    // HTTP/2 with prior knowledge only as a connection's first bytes
+                    // (RFC 9113 §3.3); later, Pingora's HTTP/1 reader refuses it.
+                    if h2c && !io.served() && starts_like_preface(&taken, &buf) {
+                        io.unread(&taken, &buf);
+                        self.to_h2c(io, shutdown).await;
+                        return None;
+                    }
+                    taken
+                }
+                Read::Refused(status, body) => {
+                    io.header_done();
+                    refuse(&mut io, &mut out, status, body).await;
+                    return None;
                 }
                 Read::Partial => {
                     let read = if idle && buf.is_empty() {
@@ -158,29 +234,47 @@ impl<A: ServerApp + Send + Sync + 'static> GuardedApp<A> {
                     }
                 }
             };
-            io.header_done();
-            conn.shutting_down = *shutdown.borrow();
-            match lane.serve_fast(head, &mut io, &mut out, &conn).await {
-                Served::KeepAlive(ended) => {
-                    io.request_done(false);
-                    idle = true;
-                    idle_since = tokio::time::Instant::from_std(ended);
-                    // An idle connection keeps no large response's buffer.
-                    if out.capacity() > READ_BUFFER {
-                        out = BytesMut::new();
-                    }
-                }
-                Served::Close => {
-                    pingora::protocols::Shutdown::shutdown(&mut io).await;
-                    return None;
-                }
-                Served::Pingora(head) => {
-                    io.unread(&head, &buf);
-                    return self.to_pingora(io, shutdown).await;
-                }
-            }
+            io.unread(&pingora_gets, &buf);
+            buf.clear();
+            io = match self.to_pingora(io, shutdown).await {
+                Back::Here(io) => io,
+                Back::Gone => return None,
+            };
+            idle = true;
+            idle_since = tokio::time::Instant::now();
         }
     }
+}
+
+/// Pingora's keep-alive for a request it serves (the proxy's `early_request_filter` sets the
+/// configured one; the wait between requests is this module's).
+const PINGORA_KEEPALIVE: u64 = 60;
+
+/// Whether the bytes `first` then `then` can be the start of the HTTP/2 preface.
+fn starts_like_preface(first: &[u8], then: &[u8]) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let n = first.len().min(PREFACE.len());
+    let m = then.len().min(PREFACE.len() - n);
+    first[..n] == PREFACE[..n] && then[..m] == PREFACE[n..n + m]
+}
+
+/// Whether Pingora kept bytes read past a request's end for the next one. Pingora 0.9.1 has
+/// no getter for them; its `Debug` output names the field. Anything but a plain `None` counts
+/// as held, so that a change there keeps the connection with Pingora rather than losing bytes.
+fn holds_pipelined_bytes(settings: &HttpPersistentSettings) -> bool {
+    !format!("{settings:?}").contains("pipelined_prefix: None")
+}
+
+/// Answers a refused head with `status` and `body` and closes the connection, as Pingora's
+/// path answers the refusals of `proxy::guard`.
+async fn refuse(io: &mut GuardedStream, out: &mut BytesMut, status: u16, body: &'static str) {
+    out.clear();
+    let written = crate::proxy::local::plain_response(out, status, body);
+    if written.is_ok() {
+        let _ = io.write_all(out).await;
+        let _ = io.flush().await;
+    }
+    pingora::protocols::Shutdown::shutdown(io).await;
 }
 
 /// The buffers a fast-lane connection keeps between requests.

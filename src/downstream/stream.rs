@@ -10,9 +10,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,6 +53,13 @@ pub struct GuardedStream {
     peeked_pos: usize,
     /// The gauge entry this connection holds, released on drop.
     open: IntGauge,
+    /// A request has been answered on this connection.
+    served: AtomicBool,
+    /// The next write is to be flushed at once (a response head whose body is not here yet:
+    /// Pingora flushes a head with a `Content-Length` only with the body).
+    flush_next: AtomicBool,
+    /// A write of so many bytes is done but for its flush.
+    flushing: Option<usize>,
 }
 
 impl std::fmt::Debug for GuardedStream {
@@ -83,6 +90,9 @@ impl GuardedStream {
             peeked: Vec::new(),
             peeked_pos: 0,
             open,
+            served: AtomicBool::new(false),
+            flush_next: AtomicBool::new(false),
+            flushing: None,
         }
     }
 
@@ -96,12 +106,24 @@ impl GuardedStream {
     /// The current request is over; the next byte starts a new header (and its deadline).
     /// An upgraded connection carries no more HTTP/1.x requests.
     pub fn request_done(&self, upgraded: bool) {
+        self.served.store(true, Ordering::Relaxed);
         let next = if upgraded { OFF } else { IDLE };
         let _ = self
             .phase
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
                 (p != OFF).then_some(next)
             });
+    }
+
+    /// Has the next write (a response head) flushed to the client at once.
+    pub fn flush_next_write(&self) {
+        self.flush_next.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request has been answered on this connection: its bytes can no longer be
+    /// the HTTP/2 preface.
+    pub fn served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Puts bytes that were read but not consumed back in front of the stream, `first` then
@@ -213,7 +235,20 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if let Some(n) = this.flushing {
+            // The write is in the buffer below; it is over once that went out.
+            ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+            this.flushing = None;
+            return Poll::Ready(Ok(n));
+        }
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        if this.flush_next.swap(false, Ordering::Relaxed) {
+            this.flushing = Some(n);
+            ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+            this.flushing = None;
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -221,7 +256,15 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        if self.flushing.is_none() && !self.flush_next.load(Ordering::Relaxed) {
+            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        }
+        // Through `poll_write`, which knows about flushing.
+        let buf = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &**b);
+        self.poll_write(cx, buf)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -244,6 +287,11 @@ impl Peek for GuardedStream {
     /// (`GET / HTTP/1.0\r\n\r\n`) would hang; this one stops as soon as the bytes cannot be
     /// the preface, and under the header deadline.
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        if self.served() {
+            // The preface is valid only as a connection's first bytes (RFC 9113 §3.3).
+            buf.fill(0);
+            return Ok(true);
+        }
         let want = buf.len();
         let deadline = Instant::now() + self.header_timeout;
         let mut got = std::mem::take(&mut self.peeked);

@@ -148,8 +148,8 @@ impl BackendConn {
 
     async fn read_head(&mut self) -> Result<(), ExchangeError> {
         loop {
-            if let Some(end) = crate::downstream::h1::head_end(&self.buf) {
-                let raw = self.buf.split_to(end + 4).freeze();
+            if let Some(len) = head_len(&self.buf) {
+                let raw = self.buf.split_to(len).freeze();
                 return self.head.parse(raw);
             }
             if self.buf.len() > MAX_HEAD {
@@ -185,7 +185,14 @@ impl BackendConn {
     /// Whether the connection can take another request: the body was read to its end and
     /// the backend keeps the connection open.
     pub fn reusable(&mut self) -> bool {
-        self.keep_alive && self.body_done()
+        // Bytes past the response's end (more than its length, a body after a 204 or a HEAD
+        // answer) would be read as the next response: such a backend gets a new connection.
+        self.keep_alive && self.body_done() && self.buf.is_empty()
+    }
+
+    /// Whether body bytes are already here (the next `next_data` will not wait for them).
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// The next piece of the response body when the buffer already holds it (`Some(None)`
@@ -306,12 +313,28 @@ fn invalid(what: &'static str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what)
 }
 
+/// The length of the head at the front of `buf` (through its empty line), when it is all
+/// there. Lines may end with a bare LF, as httparse reads them (RFC 9112 §2.2 lets a
+/// recipient accept that); waiting for a CRLF that never comes would end in a timeout.
+fn head_len(buf: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', buf).find_map(|at| match &buf[at + 1..] {
+        [b'\n', ..] => Some(at + 2),
+        [b'\r', b'\n', ..] => Some(at + 3),
+        _ => None,
+    })
+}
+
 /// The size a chunk's size line gives (`1a;ext=1\r`), None when it is not hex or too large.
+/// Only hex digits: a sign or white space before them is refused (`u64::from_str_radix`
+/// takes a `+`), as other readers may size the chunk differently.
 fn chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let digits = line.split(|&b| b == b';').next()?;
-    let digits = digits.trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
+    let digits = match memchr::memchr(b';', line) {
+        // White space may stand before an extension (RFC 9112 §7.1.1 BWS).
+        Some(at) => line[..at].trim_ascii_end(),
+        None => line,
+    };
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let text = std::str::from_utf8(digits).ok()?;
@@ -423,6 +446,18 @@ mod tests {
         assert_eq!(chunk_size(b"zz\r"), None);
         assert_eq!(chunk_size(b"\r"), None);
         assert_eq!(chunk_size(b"1000000000000000\r"), None);
+        for bad in [&b"+5\r"[..], b" 5\r", b"5 \r", b"\t5", b"0x5", b"-1"] {
+            assert_eq!(chunk_size(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(chunk_size(b"5 ;ext\r"), Some(5));
+    }
+
+    #[test]
+    fn heads_may_end_lines_with_a_bare_lf() {
+        assert_eq!(head_len(b"HTTP/1.1 200 OK\r\nA: 1\r\n\r\nbody"), Some(25));
+        assert_eq!(head_len(b"HTTP/1.1 200 OK\nA: 1\n\nbody"), Some(22));
+        assert_eq!(head_len(b"HTTP/1.1 200 OK\nA: 1\r\n\r\n"), Some(24));
+        assert_eq!(head_len(b"HTTP/1.1 200 OK\r\nA: 1\r\n"), None);
     }
 
     #[test]

@@ -135,6 +135,12 @@ impl Lease<'_> {
         self.conn.body_done()
     }
 
+    /// Whether the next piece of the body must be waited for: the head goes to the client
+    /// first (a stream of events, a long poll, a slow download).
+    pub fn body_pending(&mut self) -> bool {
+        !self.body_done() && !self.conn.has_buffered()
+    }
+
     /// Puts the connection back in this thread's pool, unless the response was not read to
     /// its end, the backend closes the connection, or the pool holds enough for this backend.
     pub fn release(self) {

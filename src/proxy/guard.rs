@@ -15,6 +15,14 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// HTTP/1.x header block as received (None for HTTP/2).
 pub fn refuse(req: &RequestHeader, raw: Option<&[u8]>) -> Option<(u16, &'static str)> {
     if let Some(raw) = raw {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any with two, is a 400.
+        let hosts = req.headers.get_all(http::header::HOST).iter().count();
+        if hosts > 1 {
+            return Some((400, "400 Bad Request: more than one Host field\n"));
+        }
+        if hosts == 0 && req.version == http::Version::HTTP_11 {
+            return Some((400, "400 Bad Request: no Host field\n"));
+        }
         if let Some(refusal) = refuse_raw(
             raw,
             req.headers.contains_key(http::header::TRANSFER_ENCODING),

@@ -79,10 +79,15 @@ impl ProxyCore {
         }
         let table = self.store.load();
         let host = head.host();
-        let route = match table.lookup(host, &normalize(head.uri.path())) {
+        // A path refused as it is spelled is Pingora's path's to answer.
+        let Ok(path) = normalize(head.uri.path()) else {
+            return Served::Pingora(head.raw);
+        };
+        let route = match table.lookup(host, &path) {
             Lookup::Found(route) => route.clone(),
             _ => return Served::Pingora(head.raw),
         };
+        drop(path);
         let redirect = route.to_https && !conn.tls && self.tls_port.is_some();
         let plain = route.backends.iter().all(|b| !b.health.protocol().tls);
         if redirect || !plain || route.backends.is_empty() {
@@ -248,6 +253,13 @@ async fn relay<W: AsyncWrite + Unpin>(
     read_timeout: Duration,
 ) -> Result<usize> {
     let mut sent = 0;
+    if framing != Framing::Empty && body.body_pending() {
+        // The body is not here yet: the head goes out now, not with its first bytes.
+        write(io, out).await?;
+        io.flush()
+            .await
+            .or_down(ErrorType::WriteError, "flushing the response header")?;
+    }
     if framing != Framing::Empty {
         while !body.body_done() {
             let Some(data) = body.next_data(read_timeout).await? else {

@@ -34,6 +34,17 @@ pub async fn respond_text(
     Ok(())
 }
 
+/// Appends a short plain-text response that closes the connection to `out`: the bytes
+/// [`respond_text`] writes through Pingora's session, for answers written before there is one.
+pub fn plain_response(out: &mut bytes::BytesMut, status: u16, body: &'static str) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    crate::downstream::h1::write_head(out, &mut resp, false)?;
+    out.extend_from_slice(body.as_bytes());
+    Ok(())
+}
+
 /// `WWW-Authenticate` sent with 401s of basic-auth routes.
 static BASIC_CHALLENGE: std::sync::LazyLock<HeaderPair> = std::sync::LazyLock::new(|| HeaderPair {
     name: http::header::WWW_AUTHENTICATE,

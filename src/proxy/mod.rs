@@ -6,10 +6,11 @@ mod context;
 mod direct;
 mod direct_pool;
 pub(crate) mod forwarded;
+mod framing;
 mod grpc;
 pub(crate) mod guard;
 pub mod lane;
-mod local;
+pub(crate) mod local;
 mod outgoing;
 mod response_head;
 mod upstream;
@@ -41,7 +42,7 @@ use crate::balance::{pick, sticky};
 use crate::downstream::guarded;
 use crate::lifecycle::InFlight;
 use crate::metrics::METRICS;
-use crate::routing::path::normalize;
+use crate::routing::path::{normalize, PathError};
 use crate::routing::Route;
 use crate::routing::{Lookup, RouteStore};
 
@@ -200,7 +201,20 @@ impl ProxyHttp for AralezProxy {
         let table = self.store.load();
         let req = session.req_header();
         // Route on the normalised path; forward the path as received.
-        let route = match table.lookup(request_host(req), &normalize(req.uri.path())) {
+        let path = match normalize(req.uri.path()) {
+            Ok(path) => path,
+            Err(e) => {
+                debug!("refused with 400: {e}: {:?}", req.uri.path());
+                session.set_keepalive(None);
+                let body = match e {
+                    PathError::BadEscape => "400 Bad Request: bad % escape in the path\n",
+                    PathError::Control => "400 Bad Request: control character in the path\n",
+                };
+                local::respond_text(session, 400, body, &[]).await?;
+                return Ok(true);
+            }
+        };
+        let route = match table.lookup(request_host(req), &path) {
             Lookup::Found(route) => route.clone(),
             miss => {
                 let body = if matches!(miss, Lookup::NoHost) {
@@ -408,11 +422,15 @@ impl ProxyHttp for AralezProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        finish_response_header(upstream_response, ctx)
+        finish_response_header(upstream_response, ctx)?;
+        if !session.is_http2() && !ctx.upgrade {
+            settle_framing(session, upstream_response)?;
+        }
+        Ok(())
     }
 
     /// Like Pingora's default, but with short plain-text bodies for the errors we answer.
@@ -542,6 +560,13 @@ impl AralezProxy {
         let read_timeout = self.read_timeout(ctx);
         let mut header = direct::response_header(lease.head(), keeps_case(ctx))?;
         finish_response_header(&mut header, ctx)?;
+        settle_framing(session, &mut header)?;
+        if lease.body_pending() {
+            // The body is not here yet: the head goes out now, not with its first bytes.
+            if let Some(conn) = guarded(session) {
+                conn.flush_next_write();
+            }
+        }
         session
             .write_response_header(Box::new(header), false)
             .await?;
@@ -657,6 +682,20 @@ impl ProxyCore {
         }
         !tried_all
     }
+}
+
+/// One framing for the response towards an HTTP/1.x client (`framing::settle`); a body that
+/// ends with the connection closes it.
+fn settle_framing(session: &mut Session, resp: &mut ResponseHeader) -> Result<()> {
+    let req = session.req_header();
+    let client = framing::ClientRequest {
+        http10: req.version == http::Version::HTTP_10,
+        head: req.method == http::Method::HEAD,
+    };
+    if framing::settle(resp, client)? {
+        session.set_keepalive(None);
+    }
+    Ok(())
 }
 
 /// Whether the backend's response header is built with Pingora's name-case map: when

@@ -40,6 +40,10 @@ pub struct ResponseHead {
     pub close: bool,
     /// The `Connection` field names `keep-alive`.
     pub keep_alive: bool,
+    /// Both `Content-Length` and `Transfer-Encoding` came: the body is framed by the latter
+    /// (RFC 9112 §6.3), the length is not relayed, and the connection is not reused (the
+    /// backend may have meant the other framing).
+    pub ambiguous: bool,
 }
 
 /// A `Content-Length` value: digits only (RFC 9110 §8.6), around them optional white space.
@@ -78,6 +82,10 @@ impl ResponseHead {
         self.length = None;
         self.close = false;
         self.keep_alive = false;
+        self.ambiguous = false;
+        // No body, so no length to relay (RFC 9110 §8.6).
+        let bodyless =
+            self.status.is_informational() || self.status == http::StatusCode::NO_CONTENT;
         let base = raw.as_ptr() as usize;
         let span = |part: &[u8]| {
             let start = part.as_ptr() as usize - base;
@@ -88,10 +96,17 @@ impl ResponseHead {
             let (name, value) = (field.name, field.value);
             if name.eq_ignore_ascii_case("content-length") {
                 let n = decimal(value).ok_or(ExchangeError::Invalid("bad Content-Length"))?;
-                if self.length.is_some_and(|l| l != n) {
-                    return Err(ExchangeError::Invalid("conflicting Content-Length"));
+                match self.length {
+                    Some(l) if l != n => {
+                        return Err(ExchangeError::Invalid("conflicting Content-Length"))
+                    }
+                    // The same length again is relayed once.
+                    Some(_) => continue,
+                    None => self.length = Some(n),
                 }
-                self.length = Some(n);
+                if bodyless {
+                    continue;
+                }
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 self.transfer_encoding = true;
                 // The last field's last coding is the last one.
@@ -112,13 +127,20 @@ impl ResponseHead {
                 value: span(value),
             });
         }
+        if self.transfer_encoding && self.length.is_some() {
+            self.ambiguous = true;
+            self.fields.retain(|f| {
+                !raw[f.name.0 as usize..f.name.1 as usize].eq_ignore_ascii_case(b"content-length")
+            });
+        }
         self.raw = raw;
         Ok(())
     }
 
-    /// Whether the backend keeps the connection open after this response.
+    /// Whether the backend keeps the connection open after this response (and its framing
+    /// leaves no doubt where the next response starts).
     pub fn keeps_alive(&self) -> bool {
-        !self.close && (!self.http10 || self.keep_alive)
+        !self.close && !self.ambiguous && (!self.http10 || self.keep_alive)
     }
 
     /// The fields as the backend wrote them: name and value.
@@ -188,6 +210,28 @@ mod tests {
             .unwrap();
         assert!(reused.keeps_alive() && reused.length.is_none());
         assert_eq!(reused.fields().count(), 0);
+    }
+
+    #[test]
+    fn lengths_are_relayed_once_and_never_beside_a_transfer_encoding() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(h.length, Some(5));
+        assert_eq!(h.fields().count(), 1);
+        assert!(h.keeps_alive());
+        let h = head("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX: 1\r\n\r\n");
+        assert_eq!(h.fields().collect::<Vec<_>>(), [(&b"X"[..], &b"1"[..])]);
+        for both in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n",
+        ] {
+            let h = head(both);
+            assert!(h.ambiguous && !h.keeps_alive(), "{both}");
+            assert!(
+                h.fields()
+                    .all(|(n, _)| !n.eq_ignore_ascii_case(b"content-length")),
+                "{both}"
+            );
+        }
     }
 
     #[test]

@@ -1,93 +1,125 @@
-//! The path used for routing: normalised, so that `..`, `.` and encoded dots or slashes cannot
-//! move a request from a route with stricter auth into a laxer one. The request itself is
-//! forwarded with the path exactly as received.
+//! The path used for routing, as a backend would resolve it: every `%XX` decoded, `;`
+//! parameters dropped from each segment, `.` and `..` segments resolved, repeated slashes
+//! collapsed, so that no spelling of a path moves a request from a route with stricter auth
+//! into a laxer one. nginx matches locations on the decoded path the same way; Tomcat and
+//! Spring also drop `;...` from segments, so `/admin;x=1` and `/public/..;/admin` are
+//! `/admin` here as they are there. The request itself is forwarded with the path exactly as
+//! received.
 
 use std::borrow::Cow;
 
-/// Whether `path` may not be normal: it holds `//`, `/.`, `%` or a backslash. One pass, as
-/// most paths are normal.
+/// Why a path is refused (400) rather than routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A `%` not followed by two hex digits: no backend reads it the same as another.
+    #[error("a % in the path is not followed by two hex digits")]
+    BadEscape,
+    /// A control byte (`%00`, `%0a`, ...): a NUL ends the path in C backends, CR and LF
+    /// split log lines and heads.
+    #[error("the path encodes a control character")]
+    Control,
+}
+
+/// Whether `path` may not be normal: it holds `//`, `/.`, `%`, `;` or a backslash. One pass,
+/// as most paths are normal.
 fn suspicious(path: &[u8]) -> bool {
     let mut after_slash = false;
     path.iter().any(|&b| {
-        let odd = b == b'%' || b == b'\\' || (after_slash && (b == b'/' || b == b'.'));
+        let odd = b == b'%'
+            || b == b'\\'
+            || b == b';'
+            || b < 0x20
+            || b == 0x7f
+            || (after_slash && (b == b'/' || b == b'.'));
         after_slash = b == b'/';
         odd
     })
 }
 
-/// The path as a backend would resolve it: `%2e`/`%2f` decoded, `.` and `..` segments
-/// removed (RFC 3986 §5.2.4), repeated slashes collapsed. Borrowed when already normal.
-pub fn normalize(path: &str) -> Cow<'_, str> {
+/// The path to route on (see the module's comment); borrowed when already normal.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     if path.starts_with('/') && !suspicious(path.as_bytes()) {
-        return Cow::Borrowed(path);
+        return Ok(Cow::Borrowed(path));
     }
-    let decoded = decode_separators(path);
-    let mut out: Vec<&str> = Vec::new();
-    for segment in decoded.split(['/', '\\']) {
+    let decoded = decode(path.as_bytes())?;
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut last = &b""[..];
+    for segment in decoded.split(|&b| b == b'/' || b == b'\\') {
+        // `name;params` is `name` (RFC 3986 §3.3 leaves parameters to the server).
+        let segment = match memchr::memchr(b';', segment) {
+            Some(at) => &segment[..at],
+            None => segment,
+        };
+        last = segment;
         match segment {
-            "" | "." => {}
-            ".." => {
+            b"" | b"." => {}
+            b".." => {
                 out.pop();
             }
             s => out.push(s),
         }
     }
-    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
-    let mut normal = String::with_capacity(decoded.len() + 1);
+    // A path that ends in `/`, `/.` or `/..` names a folder.
+    let trailing = matches!(last, b"" | b"." | b"..");
+    let mut normal = Vec::with_capacity(decoded.len() + 1);
     for s in &out {
-        normal.push('/');
-        normal.push_str(s);
+        normal.push(b'/');
+        normal.extend_from_slice(s);
     }
     if normal.is_empty() || (trailing && !out.is_empty()) {
-        normal.push('/');
+        normal.push(b'/');
     }
-    Cow::Owned(normal)
+    // Bytes that are not UTF-8 match no configured prefix (which is text) past them.
+    Ok(Cow::Owned(match String::from_utf8(normal) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }))
 }
 
-/// Decodes the escapes that change how a path splits into segments: `%2e` (.), `%2f` (/),
-/// `%5c` (\), case-insensitively. Other escapes stay as they are.
-fn decode_separators(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+/// `path` with every `%XX` decoded (once), refusing bad escapes and control bytes.
+fn decode(path: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let code = &path[i + 1..i + 3];
-            let decoded = match code.to_ascii_lowercase().as_str() {
-                "2e" => Some('.'),
-                "2f" => Some('/'),
-                "5c" => Some('\\'),
-                _ => None,
+    while i < path.len() {
+        let mut b = path[i];
+        if b == b'%' {
+            let hex = |at: usize| path.get(at).and_then(|&h| (h as char).to_digit(16));
+            let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2)) else {
+                return Err(PathError::BadEscape);
             };
-            if let Some(c) = decoded {
-                out.push(c);
-                i += 3;
-                continue;
-            }
+            b = (high * 16 + low) as u8;
+            i += 2;
         }
-        // Paths are ASCII after URI parsing; copy byte-wise without splitting characters.
-        let ch_len = path[i..].chars().next().map_or(1, char::len_utf8);
-        out.push_str(&path[i..i + ch_len]);
-        i += ch_len;
+        if b < 0x20 || b == 0x7f {
+            return Err(PathError::Control);
+        }
+        out.push(b);
+        i += 1;
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn normal(path: &str) -> String {
+        normalize(path).unwrap().into_owned()
+    }
+
     #[test]
     fn normal_paths_are_borrowed() {
-        assert!(matches!(normalize("/api/v1/users"), Cow::Borrowed(_)));
-        assert!(matches!(normalize("/"), Cow::Borrowed(_)));
-        assert!(matches!(normalize("/a.b/c.txt"), Cow::Borrowed(_)));
+        for path in ["/api/v1/users", "/", "/a.b/c.txt", "/x-y_z~"] {
+            assert!(matches!(normalize(path), Ok(Cow::Borrowed(_))), "{path}");
+        }
     }
 
     #[test]
     fn the_one_pass_check_finds_what_searching_finds() {
         let searched = |p: &str| {
-            p.contains("//") || p.contains("/.") || p.bytes().any(|b| b == b'%' || b == b'\\')
+            p.contains("//")
+                || p.contains("/.")
+                || p.bytes().any(|b| b == b'%' || b == b'\\' || b == b';')
         };
         // Every path of up to six of these characters.
         let mut paths = vec![String::new()];
@@ -95,7 +127,7 @@ mod tests {
         for _ in 0..6 {
             longest = longest
                 .iter()
-                .flat_map(|p| ['/', '.', '%', '\\', 'a'].map(|c| format!("{p}{c}")))
+                .flat_map(|p| ['/', '.', '%', '\\', ';', 'a'].map(|c| format!("{p}{c}")))
                 .collect();
             paths.extend(longest.iter().cloned());
         }
@@ -116,11 +148,28 @@ mod tests {
             ("/../../admin", "/admin"),
             ("/a/..", "/"),
             ("/public/..\\admin", "/admin"),
-            ("/%41dmin", "/%41dmin"),
-            ("/x%", "/x%"),
+            ("/%61dmin", "/admin"),
+            ("/adm%69n/secret", "/admin/secret"),
+            ("/bas%69c/x", "/basic/x"),
+            ("/admin;x=1", "/admin"),
+            ("/admin;x=1/y;z", "/admin/y"),
+            ("/public/..;/admin", "/admin"),
+            ("/public;a/../admin/", "/admin/"),
+            ("/%2561dmin", "/%61dmin"),
+            ("/caf%C3%A9", "/café"),
         ];
         for (raw, want) in cases {
-            assert_eq!(normalize(raw), want, "{raw}");
+            assert_eq!(normal(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn bad_escapes_and_control_bytes_are_refused() {
+        for path in ["/x%", "/x%4", "/x%zz", "/%g0"] {
+            assert_eq!(normalize(path), Err(PathError::BadEscape), "{path}");
+        }
+        for path in ["/admin%00", "/a%0d%0ab", "/%7f", "/%1F"] {
+            assert_eq!(normalize(path), Err(PathError::Control), "{path}");
         }
     }
 }
