@@ -245,3 +245,119 @@ async fn running_out_of_file_descriptors_is_survived() {
     let secs = started.elapsed().as_secs() + 2;
     assert!(errors <= secs, "{errors} accept errors in {secs} s");
 }
+
+/// The proxy with the fast lane on, and with it off.
+async fn both_engines(doc: &str) -> Vec<(&'static str, Proxy)> {
+    let off = ProxyOptions {
+        main_extra: "fast_lane: false\n".into(),
+        ..Default::default()
+    };
+    vec![
+        ("lane on", Proxy::start(doc).await),
+        ("lane off", Proxy::start_with(doc, off).await),
+    ]
+}
+
+/// Issue 28 items 7 and 12: a missing or doubled Host is a 400 (RFC 9112 §3.2); a request
+/// line or a field list over the limits is a 414 or 431, also past Pingora's own limits
+/// (a 64 KiB URI, 256 fields), as a connection's first request or a later one.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_rules_and_size_limits_answer_with_their_own_status() {
+    let b = TestBackend::start("b").await;
+    let doc = single_route("h.example.com", &[&b]);
+    let fields: String = (0..1000).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge_line = format!(
+        "GET /{} HTTP/1.1\r\nHost: h.example.com\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("no Host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), "400"),
+        (
+            "two Hosts",
+            b"GET / HTTP/1.1\r\nHost: h.example.com\r\nHost: other\r\n\r\n".to_vec(),
+            "400",
+        ),
+        ("100 KB request line", huge_line.into_bytes(), "414"),
+        (
+            "1000 fields",
+            format!("GET / HTTP/1.1\r\nHost: h.example.com\r\n{fields}\r\n").into_bytes(),
+            "431",
+        ),
+        (
+            "200 fields",
+            format!(
+                "GET / HTTP/1.1\r\nHost: h.example.com\r\n{}\r\n",
+                &fields[..fields.find("X-H200:").unwrap()]
+            )
+            .into_bytes(),
+            "431",
+        ),
+    ];
+    for (engine, proxy) in both_engines(&doc).await {
+        for (name, raw, status) in &cases {
+            let resp = exchange(&proxy, raw).await;
+            assert!(
+                resp.starts_with(&format!("HTTP/1.1 {status}")),
+                "{engine}, {name}: {}",
+                &resp[..resp.len().min(80)]
+            );
+            // The same after a first request on the connection.
+            let mut conn = common::raw::Conn::open(&proxy).await;
+            conn.send(b"GET / HTTP/1.1\r\nHost: h.example.com\r\n\r\n")
+                .await;
+            assert_eq!(conn.response(false).await.status, 200, "{engine}");
+            conn.send(raw).await;
+            let second = conn.response(false).await;
+            assert_eq!(
+                second.status.to_string(),
+                *status,
+                "{engine}, {name} second"
+            );
+        }
+        // HTTP/1.0 needs no Host: it is routed (and here finds no route).
+        let resp = exchange(&proxy, b"GET / HTTP/1.0\r\n\r\n").await;
+        assert!(resp.starts_with("HTTP/1.1 404"), "{engine}: {resp}");
+    }
+    assert_eq!(
+        b.served(),
+        2 * 5,
+        "only the first requests reached the backend"
+    );
+}
+
+/// Issue 28 item 5: the HTTP/2 preface is valid only as a connection's first bytes (RFC
+/// 9113 §3.3); after an HTTP/1.1 request it is a 400 and the connection is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2_preface_after_an_http1_request_is_refused() {
+    let b = TestBackend::start("b").await;
+    let doc = single_route("h.example.com", &[&b]);
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let firsts: [&[u8]; 2] = [
+        b"GET / HTTP/1.1\r\nHost: h.example.com\r\n\r\n",
+        // Served by Pingora's session (a body): the connection comes back after it.
+        b"POST / HTTP/1.1\r\nHost: h.example.com\r\nContent-Length: 2\r\n\r\nhi",
+    ];
+    for (engine, proxy) in both_engines(&doc).await {
+        for first in firsts {
+            let mut conn = common::raw::Conn::open(&proxy).await;
+            conn.send(first).await;
+            assert_eq!(conn.response(false).await.status, 200, "{engine}");
+            conn.send(PREFACE).await;
+            let resp = conn.response(false).await;
+            assert_eq!(resp.status, 400, "{engine}: {}", resp.head);
+            assert!(conn.closed().await, "{engine}: the connection stays open");
+        }
+        // As a connection's first bytes it still starts HTTP/2.
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::get("http://h.example.com/")
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        assert_eq!(resp.await.unwrap().status(), 200, "{engine}: h2c");
+    }
+}
