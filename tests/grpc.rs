@@ -270,3 +270,40 @@ async fn tls_verify_refuses_a_self_signed_backend() {
     assert_eq!(get(&c, &proxy, "v.example.com", "/").await.0, 200);
     assert_eq!(get(&c, &proxy, "v.example.com", "/strict").await.0, 502);
 }
+
+/// Issue 28 item 11: the UNAVAILABLE answer to a call whose backend is dead is one HEADERS
+/// frame that ends the stream (Trailers-Only), not headers and then `RST_STREAM(CANCEL)`,
+/// which grpcio's clients report as CANCELLED. Every call kind sends the same request head.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_backend_answers_trailers_only_over_h2c() {
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let proxy = proxy_for(dead).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    for end_with_headers in [true, false] {
+        let mut client = client.clone().ready().await.unwrap();
+        let req = http::Request::post(format!("http://{HOST}/echo.Echo/Unary"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (resp, mut send) = client.send_request(req, end_with_headers).unwrap();
+        if !end_with_headers {
+            // One empty message, as a unary call sends it.
+            send.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+                .unwrap();
+        }
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        let mut body = resp.into_body();
+        assert!(
+            body.is_end_stream(),
+            "the headers did not end the stream (a reset follows)"
+        );
+        assert!(body.data().await.is_none());
+    }
+}

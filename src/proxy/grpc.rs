@@ -19,5 +19,5 @@ pub async fn respond_unavailable(session: &mut Session) -> Result<()> {
     resp.insert_header(CONTENT_TYPE, "application/grpc")?;
     resp.insert_header("grpc-status", "14")?;
     resp.insert_header("grpc-message", "no backend available")?;
-    session.write_response_header(Box::new(resp), true).await
+    super::local::write_head_only(session, resp).await
 }

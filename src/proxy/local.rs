@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -23,10 +24,11 @@ pub async fn respond_text(
         add_headers(&mut resp, headers)?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
+    if head_only {
+        return write_head_only(session, resp).await;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    {
         session
             .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
             .await?;
@@ -77,7 +79,19 @@ pub async fn redirect(session: &mut Session, location: &str, extra: &[HeaderPair
     resp.insert_header(LOCATION, location)?;
     resp.insert_header(CONTENT_LENGTH, 0)?;
     add_headers(&mut resp, extra)?;
-    session.write_response_header(Box::new(resp), true).await
+    write_head_only(session, resp).await
+}
+
+/// Writes a response that has no body and ends it. Pingora's session ignores the
+/// end-of-stream flag of a header write: on HTTP/2 the stream stayed open, and was reset
+/// (`CANCEL`) when the request ended, which gRPC clients read as a cancelled call.
+pub async fn write_head_only(session: &mut Session, resp: ResponseHeader) -> Result<()> {
+    if let ServerSession::H2(h2) = session.downstream_session.as_mut() {
+        // One HEADERS frame with END_STREAM (for gRPC, a Trailers-Only answer).
+        return h2.write_response_header(Box::new(resp), true);
+    }
+    session.write_response_header(Box::new(resp), true).await?;
+    session.write_response_body(None, true).await
 }
 
 /// Adds configured headers, replacing any of the same name.
