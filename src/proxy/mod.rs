@@ -430,6 +430,11 @@ impl ProxyHttp for AralezProxy {
         if !session.is_http2() && !ctx.upgrade {
             settle_framing(session, upstream_response)?;
         }
+        // Pingora holds a head with a Content-Length until body bytes follow it; the body
+        // may come much later (a slow download, a long poll).
+        if let Some(conn) = guarded(session) {
+            conn.flush_next_write();
+        }
         Ok(())
     }
 
