@@ -123,7 +123,7 @@ async fn round_robin_spreads_evenly() {
 async fn request_and_response_headers() {
     let b = TestBackend::start("h").await;
     let config = format!(
-        "headers:\n  - \"Access-Control-Allow-Origin:*\"\n  - \"X-Served-By: aralez\"\nupstreams:\n  h.example.com:\n    paths:\n      \"/\":\n        servers: [\"{}\"]\n        headers: [\"X-Proxy-From:Aralez\", \"X-Real-IP: spoofed\"]\n",
+        "headers:\n  - \"Access-Control-Allow-Origin:*\"\n  - \"X-Served-By: aralez\"\nupstreams:\n  h.example.com:\n    paths:\n      \"/\":\n        servers: [\"{}\"]\n        headers: [\"X-Proxy-From:Aralez\", \"X-Real-IP: spoofed\", \"X-Forwarded-For: 10.9.9.9\", \"X-Kept: route\"]\n",
         b.server()
     );
     let proxy = Proxy::start(&config).await;
@@ -131,6 +131,7 @@ async fn request_and_response_headers() {
         .get(proxy.url("/"))
         .header("host", "H.example.com:1234")
         .header("x-forwarded-for", "203.0.113.7, 198.51.100.2")
+        .header("x-kept", "client")
         .send()
         .await
         .unwrap();
@@ -146,8 +147,10 @@ async fn request_and_response_headers() {
         h["host"], "H.example.com:1234",
         "Host passes through unchanged"
     );
-    // The route's configured header wins over what the proxy computed.
+    // The route's configured header wins over what the proxy computed, and replaces the
+    // client's of the same name; the client address chain is the proxy's alone.
     assert_eq!(h["x-real-ip"], "spoofed");
+    assert_eq!(h["x-kept"], "route");
 }
 
 /// A backend that hands the head of every `GET /seen` request it reads to the test and

@@ -30,6 +30,14 @@ static XFF: Forwarding = Forwarding::new("x-forwarded-for", "X-Forwarded-For");
 static REAL_IP: Forwarding = Forwarding::new("x-real-ip", "X-Real-IP");
 static PROTO: Forwarding = Forwarding::new("x-forwarded-proto", "X-Forwarded-Proto");
 static HOST: Forwarding = Forwarding::new("x-forwarded-host", "X-Forwarded-Host");
+/// Whether `name` is `X-Forwarded-For`, the chain of client addresses the proxy extends: a
+/// route's `headers` cannot replace it (a backend trusts its last entry to be the client).
+/// The other forwarding fields may be set by a route (`X-Forwarded-Proto: https` behind a
+/// load balancer that terminates TLS, as nginx's `proxy_set_header` allows).
+pub fn is_client_chain(name: &HeaderName) -> bool {
+    *name == XFF.name
+}
+
 static HTTP: HeaderValue = HeaderValue::from_static("http");
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
 

@@ -792,8 +792,12 @@ fn prepare_upstream_request<'a>(
         if let Some(auth) = &route.auth {
             auth.strip(upstream);
         }
+        // A route's header replaces the client's of the same name (set, not add), but never
+        // the client address chain the proxy extends.
         for h in route.request_headers.iter() {
-            upstream.set(&h.name, &h.written, Cow::Borrowed(&h.value))?;
+            if !forwarded::is_client_chain(&h.name) {
+                upstream.set(&h.name, &h.written, Cow::Borrowed(&h.value))?;
+            }
         }
     }
     Ok(())
