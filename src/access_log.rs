@@ -112,6 +112,8 @@ impl std::fmt::Display for Escaped<'_> {
 }
 
 /// What the writer is sent.
+// Nearly every message is an entry: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Entry(Entry),
     /// Write everything queued before this, flush, then answer.

@@ -102,6 +102,14 @@ pub async fn watch_folder<F, Fut>(
     }
 }
 
+/// The folder a file lives in (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,13 +138,5 @@ mod tests {
         swap.paths = vec![dir.path().join("..data")];
         assert!(concerns(&swap, &file));
         assert!(!concerns(&event(&[&dir.path().join("..2024")]), &file));
-    }
-}
-
-/// The folder a file lives in (`.` for a bare file name).
-pub fn folder_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
     }
 }
