@@ -135,8 +135,8 @@ impl AccessLog {
     }
 
     /// Waits until every entry queued so far is written and flushed, for at most `timeout`.
-    /// Blocking: for the shutdown thread, not for a runtime's. False when it timed out or the
-    /// writer is gone.
+    /// Blocking: for the shutdown thread, not for a runtime's. False when it timed out; true
+    /// also when there is no writer (it could not open the log, and said so at start).
     pub fn drain(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         let (done, written) = std::sync::mpsc::sync_channel(1);
@@ -144,7 +144,7 @@ impl AccessLog {
         loop {
             match self.tx.try_send(message) {
                 Ok(()) => break,
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Closed(_)) => return true,
                 Err(mpsc::error::TrySendError::Full(m)) => {
                     if std::time::Instant::now() >= deadline {
                         return false;
