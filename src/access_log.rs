@@ -1,6 +1,8 @@
 //! The access log: one line per request, JSON or Apache "combined", written by a background
 //! task through a bounded queue. A full queue drops lines (counted in a metric) rather than
-//! slow a request. SIGUSR1 reopens the file, as logrotate expects.
+//! slow a request. SIGUSR1 reopens the file, as logrotate expects. The writer outlives the
+//! shutdown signal: the last step of a shutdown is [`AccessLog::drain`], so every request
+//! answered before the process exits is in the log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -51,6 +53,8 @@ pub struct Entry {
     pub upstream_duration_ms: Option<f64>,
     pub referer: Option<String>,
     pub user_agent: Option<String>,
+    /// The user of the request's Basic credentials, as nginx's `$remote_user`.
+    pub user: Option<String>,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -69,35 +73,89 @@ impl Entry {
             Format::Json => serde_json::to_string(self).unwrap_or_default(),
             Format::Combined => {
                 let t: chrono::DateTime<chrono::Utc> = self.time.into();
+                fn field(v: Option<&str>) -> Escaped<'_> {
+                    Escaped(v.unwrap_or("-"))
+                }
                 format!(
-                    "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
-                    self.client,
+                    "{} - {} [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
+                    Escaped(&self.client),
+                    field(self.user.as_deref().filter(|u| !u.is_empty())),
                     t.format("%d/%b/%Y:%H:%M:%S %z"),
-                    self.method,
-                    self.path,
+                    Escaped(&self.method),
+                    Escaped(&self.path),
                     self.protocol,
                     self.status,
                     self.bytes_sent,
-                    self.referer.as_deref().unwrap_or("-"),
-                    self.user_agent.as_deref().unwrap_or("-"),
+                    field(self.referer.as_deref()),
+                    field(self.user_agent.as_deref()),
                 )
             }
         }
     }
 }
 
+/// A field of a combined line escaped as nginx does: `"`, `\\`, control characters and
+/// bytes above 0x7E as `\xHH`, so that a client cannot end a quoted field or forge a line.
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for &b in self.0.as_bytes() {
+            match b {
+                b'"' | b'\\' | 0..=0x1f | 0x7f.. => write!(f, "\\x{b:02X}")?,
+                _ => f.write_char(char::from(b))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the writer is sent.
+// Nearly every message is an entry: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Message {
+    Entry(Entry),
+    /// Write everything queued before this, flush, then answer.
+    Drain(std::sync::mpsc::SyncSender<()>),
+}
+
 /// The sending side, held by the proxy.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: mpsc::Sender<Entry>,
+    tx: mpsc::Sender<Message>,
 }
 
 impl AccessLog {
     /// Queues an entry; drops it (and counts the drop) when the queue is full.
     pub fn log(&self, entry: Entry) {
-        if self.tx.try_send(entry).is_err() {
+        if self.tx.try_send(Message::Entry(entry)).is_err() {
             METRICS.access_log_dropped.inc();
         }
+    }
+
+    /// Waits until every entry queued so far is written and flushed, for at most `timeout`.
+    /// Blocking: for the shutdown thread, not for a runtime's. False when it timed out; true
+    /// also when there is no writer (it could not open the log, and said so at start).
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let (done, written) = std::sync::mpsc::sync_channel(1);
+        let mut message = Message::Drain(done);
+        loop {
+            match self.tx.try_send(message) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Closed(_)) => return true,
+                Err(mpsc::error::TrySendError::Full(m)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    message = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        written.recv_timeout(left).is_ok()
     }
 }
 
@@ -105,7 +163,7 @@ impl AccessLog {
 pub struct AccessLogWriter {
     target: Target,
     format: Format,
-    rx: Mutex<Option<mpsc::Receiver<Entry>>>,
+    rx: Mutex<Option<mpsc::Receiver<Message>>>,
 }
 
 /// A connected pair of logger and writer.
@@ -131,9 +189,26 @@ fn open(target: &Target) -> std::io::Result<Box<dyn Write + Send>> {
     })
 }
 
+impl AccessLogWriter {
+    /// Writes an entry, or flushes and answers a drain.
+    fn handle(&self, out: &mut impl Write, message: Message) {
+        match message {
+            Message::Entry(entry) => {
+                let _ = writeln!(out, "{}", entry.format(self.format));
+            }
+            Message::Drain(done) => {
+                let _ = out.flush();
+                let _ = done.try_send(());
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl BackgroundService for AccessLogWriter {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    /// Runs until the runtime stops, past the shutdown signal: requests still in flight then
+    /// are logged too (see `lifecycle`).
+    async fn start(&self, _shutdown: ShutdownWatch) {
         let Some(mut rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
@@ -150,7 +225,6 @@ impl BackgroundService for AccessLogWriter {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
         loop {
             tokio::select! {
-                _ = shutdown.changed() => break,
                 _ = async { match reopen.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
                     let _ = out.flush();
                     match open(&self.target) {
@@ -158,12 +232,12 @@ impl BackgroundService for AccessLogWriter {
                         Err(e) => error!("access log {:?} cannot be reopened: {e}", self.target),
                     }
                 }
-                entry = rx.recv() => {
-                    let Some(entry) = entry else { break };
-                    let _ = writeln!(out, "{}", entry.format(self.format));
+                message = rx.recv() => {
+                    let Some(message) = message else { break };
+                    self.handle(&mut out, message);
                     // Write whatever else is queued, then flush once.
                     while let Ok(more) = rx.try_recv() {
-                        let _ = writeln!(out, "{}", more.format(self.format));
+                        self.handle(&mut out, more);
                     }
                     let _ = out.flush();
                 }
@@ -192,6 +266,7 @@ mod tests {
             upstream_duration_ms: Some(1.0),
             referer: None,
             user_agent: Some("curl".into()),
+            user: None,
         }
     }
 
@@ -205,5 +280,22 @@ mod tests {
             entry().format(Format::Combined),
             "10.0.0.1 - - [02/Jan/1970:00:00:00 +0000] \"GET /x?y=1 HTTP/1.1\" 200 12 \"-\" \"curl\""
         );
+    }
+
+    #[test]
+    fn combined_fields_are_escaped_as_nginx_does() {
+        let e = Entry {
+            user: Some("al\"ice".into()),
+            path: "/a\"b".into(),
+            referer: Some("r\\\u{7f}".into()),
+            user_agent: Some("UA \"quoted\"\t\n\u{e9}".into()),
+            ..entry()
+        };
+        assert_eq!(
+            e.format(Format::Combined),
+            "10.0.0.1 - al\\x22ice [02/Jan/1970:00:00:00 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"r\\x5C\\x7F\" \"UA \\x22quoted\\x22\\x09\\x0A\\xC3\\xA9\""
+        );
+        let json: serde_json::Value = serde_json::from_str(&e.format(Format::Json)).unwrap();
+        assert_eq!(json["user"], "al\"ice");
     }
 }

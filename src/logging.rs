@@ -12,6 +12,15 @@
 //! backend restart that is one ERROR line per request (thousands in our soak) for nothing
 //! that failed, so it goes to DEBUG too.
 
+//!
+//! Running out of file descriptors makes every accept loop (Pingora's, the API's) and every
+//! backend connection fail at once, each with its own ERROR line, dozens a second. Those
+//! lines ("Too many open files", EMFILE and ENFILE) are let through at most once a second,
+//! the next one saying how many were left out.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// Starts of messages (from Pingora's targets) that describe a client's failure or a race
@@ -33,14 +42,82 @@ fn is_demoted(record: &Record<'_>) -> bool {
     DEMOTED.iter().any(|p| text.starts_with(p))
 }
 
-/// Wraps a logger; the messages in `DEMOTED` are passed on at DEBUG.
+/// What file descriptor exhaustion looks like in an error's text (EMFILE, ENFILE).
+const FD_EXHAUSTION: &str = "Too many open files";
+
+/// Most one line of a kind a second.
+const THROTTLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Lets one message through per `THROTTLE_EVERY`, counting the ones it holds back.
+#[derive(Default)]
+struct Throttle(Mutex<ThrottleState>);
+
+#[derive(Default)]
+struct ThrottleState {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    /// None: leave this one out. Some(n): log it, and say that `n` were left out before it.
+    fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if state
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < THROTTLE_EVERY)
+        {
+            state.held_back += 1;
+            return None;
+        }
+        state.last = Some(now);
+        Some(std::mem::take(&mut state.held_back))
+    }
+}
+
+fn is_fd_exhaustion(record: &Record<'_>) -> bool {
+    record.level() <= Level::Warn
+        && match record.args().as_str() {
+            Some(s) => s.contains(FD_EXHAUSTION),
+            None => record.args().to_string().contains(FD_EXHAUSTION),
+        }
+}
+
+/// Wraps a logger; the messages in `DEMOTED` are passed on at DEBUG, and file descriptor
+/// exhaustion at most once a second.
 pub struct DemoteNoise<L> {
     inner: L,
+    fd_exhaustion: Throttle,
 }
 
 impl<L: Log> DemoteNoise<L> {
     pub fn new(inner: L) -> Self {
-        DemoteNoise { inner }
+        DemoteNoise {
+            inner,
+            fd_exhaustion: Throttle::default(),
+        }
+    }
+
+    /// Passes `record` on, or nothing when it is held back.
+    fn throttled(&self, record: &Record<'_>) {
+        let Some(held_back) = self.fd_exhaustion.admit(Instant::now()) else {
+            return;
+        };
+        if held_back == 0 {
+            return self.inner.log(record);
+        }
+        self.inner.log(
+            &Record::builder()
+                .level(record.level())
+                .target(record.target())
+                .args(format_args!(
+                    "{} ({held_back} more like it left out since the last one)",
+                    record.args()
+                ))
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
     }
 }
 
@@ -50,6 +127,12 @@ impl<L: Log> Log for DemoteNoise<L> {
     }
 
     fn log(&self, record: &Record<'_>) {
+        if !self.inner.enabled(record.metadata()) {
+            return;
+        }
+        if is_fd_exhaustion(record) {
+            return self.throttled(record);
+        }
         if !is_demoted(record) {
             return self.inner.log(record);
         }
@@ -162,5 +245,32 @@ mod tests {
             ]
         );
         assert!(seen[0].1.contains("header_timeout"));
+    }
+
+    #[test]
+    fn fd_exhaustion_is_logged_once_a_second_with_a_count() {
+        let throttle = Throttle::default();
+        let t = Instant::now();
+        assert_eq!(throttle.admit(t), Some(0));
+        for ms in [1, 200, 999] {
+            assert_eq!(throttle.admit(t + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(throttle.admit(t + Duration::from_millis(1000)), Some(3));
+        assert_eq!(throttle.admit(t + Duration::from_millis(1500)), None);
+
+        let logger = DemoteNoise::new(Capture::default());
+        let msg = "Accept() failed Fail to accept() cause: Too many open files (os error 24)";
+        for _ in 0..5 {
+            send(
+                &logger,
+                Level::Error,
+                "pingora_core::services::listening",
+                msg,
+            );
+        }
+        send(&logger, Level::Error, "aralez", "something else");
+        let seen = logger.inner.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], (Level::Error, msg.to_string()));
     }
 }

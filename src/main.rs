@@ -83,10 +83,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let main = MainConfig::load(&cli.config).map_err(as_report)?;
     aralez::logging::init(&main.log_level);
 
-    let store = Arc::new(RouteStore::new(
-        validation_context(&main),
-        Box::new(system_resolver),
-    ));
+    let sticky_key = aralez::balance::sticky::key_for(main.master_key.as_deref())
+        .context("cannot make a key for sticky-session ids")?;
+    let store = Arc::new(
+        RouteStore::new(validation_context(&main), Box::new(system_resolver))
+            .with_sticky_key(&sticky_key),
+    );
     let file = main.upstreams_conf.display().to_string();
     if main.cluster.is_some() && !main.upstreams_conf.exists() {
         // Fleet mode without a cached copy yet: the Consul key fills the table.

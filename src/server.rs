@@ -59,8 +59,12 @@ fn server_conf(main: &MainConfig, flags: ProcessFlags) -> ServerConf {
         upstream_keepalive_pool_size: main.upstream_keepalive_pool_size,
         ..ServerConf::default()
     };
-    // Pingora sleeps this long after SIGTERM; we exit earlier once idle (see lifecycle).
-    conf.grace_period_seconds = Some(main.shutdown_timeout);
+    // Pingora sleeps this long after SIGTERM; we exit earlier, once idle or at
+    // shutdown_timeout (see lifecycle): this is only a backstop.
+    conf.grace_period_seconds = Some(
+        main.shutdown_timeout
+            .saturating_add(crate::lifecycle::BACKSTOP.as_secs()),
+    );
     conf.graceful_shutdown_timeout_seconds = Some(1);
     conf
 }
@@ -119,6 +123,8 @@ fn api_service(
 pub struct Aralez {
     pub server: Server,
     pub in_flight: InFlight,
+    /// Drained as the last step of a shutdown.
+    pub access_log: Option<crate::access_log::AccessLog>,
     pub drain_timeout: std::time::Duration,
 }
 
@@ -167,7 +173,7 @@ impl Aralez {
             max_body_size: main.max_body_size,
             keepalive_timeout: main.keepalive_timeout,
             in_flight: in_flight.clone(),
-            access_log,
+            access_log: access_log.clone(),
             direct: crate::proxy::ConnectionPools::new(
                 main.connect_timeout(),
                 main.upstream_keepalive_pool_size,
@@ -254,6 +260,7 @@ impl Aralez {
         Ok(Aralez {
             server,
             in_flight,
+            access_log,
             drain_timeout: std::time::Duration::from_secs(main.shutdown_timeout),
         })
     }
@@ -263,6 +270,7 @@ impl Aralez {
         let signals = ShutdownSignals {
             in_flight: self.in_flight,
             drain_timeout: self.drain_timeout,
+            access_log: self.access_log,
         };
         self.server.run(RunArgs {
             shutdown_signal: Box::new(signals),

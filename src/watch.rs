@@ -4,7 +4,7 @@
 //! replace files (editor temp file + rename, Kubernetes' symlink swap) are seen too.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use log::error;
@@ -29,15 +29,38 @@ fn may_change(event: &Event) -> bool {
     }
 }
 
-/// Calls `on_change` after each burst of changes in `folder`, until shutdown.
-pub async fn watch_folder<F, Fut>(folder: &Path, mut shutdown: ShutdownWatch, mut on_change: F)
-where
+/// Whether an event in its folder can concern `file`: it names the file, or the first part
+/// of the file's relative symlink target (Kubernetes swaps a `..data` link beside the file), or
+/// it names nothing (the kernel's queue overflowed).
+fn concerns(event: &Event, file: &Path) -> bool {
+    if event.paths.is_empty() {
+        return true;
+    }
+    let link_head = std::fs::read_link(file).ok().and_then(|target| {
+        let head = target.components().next()?;
+        matches!(head, Component::Normal(_)).then(|| head.as_os_str().to_owned())
+    });
+    event.paths.iter().any(|p| {
+        let name = p.file_name();
+        name == file.file_name() || (name.is_some() && name == link_head.as_deref())
+    })
+}
+
+/// Calls `on_change` after each burst of changes in `folder`, until shutdown. With `only`,
+/// changes to other files of the folder are ignored.
+pub async fn watch_folder<F, Fut>(
+    folder: &Path,
+    only: Option<&Path>,
+    mut shutdown: ShutdownWatch,
+    mut on_change: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let only: Option<PathBuf> = only.map(Path::to_path_buf);
     let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
-        Ok(event) if may_change(&event) => {
+        Ok(event) if may_change(&event) && only.as_deref().is_none_or(|f| concerns(&event, f)) => {
             let _ = tx.send(());
         }
         Ok(_) => {}
@@ -84,5 +107,36 @@ pub fn folder_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind};
+
+    fn event(paths: &[&Path]) -> Event {
+        let mut e = Event::new(EventKind::Modify(ModifyKind::Any));
+        e.paths = paths.iter().map(|p| p.to_path_buf()).collect();
+        e
+    }
+
+    #[test]
+    fn only_events_about_the_file_or_its_link_concern_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("upstreams.yaml");
+        assert!(concerns(&event(&[&file]), &file));
+        assert!(concerns(&event(&[&dir.path().join("x.tmp"), &file]), &file));
+        assert!(!concerns(&event(&[&dir.path().join("aralez.log")]), &file));
+        assert!(
+            concerns(&event(&[]), &file),
+            "overflow: anything may have changed"
+        );
+        // Kubernetes: upstreams.yaml -> ..data/upstreams.yaml, and ..data is swapped.
+        std::os::unix::fs::symlink("..data/upstreams.yaml", &file).unwrap();
+        let mut swap = Event::new(EventKind::Create(CreateKind::Any));
+        swap.paths = vec![dir.path().join("..data")];
+        assert!(concerns(&swap, &file));
+        assert!(!concerns(&event(&[&dir.path().join("..2024")]), &file));
     }
 }

@@ -235,14 +235,24 @@ async fn keys_methods_and_size_limits() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    let json: Value = resp.json().await.expect("405 is JSON");
+    assert_eq!(json, serde_json::json!({"error": "method not allowed"}));
     let big = format!("{doc}#{}\n", "x".repeat(4 * 1024 * 1024));
-    let resp = c
-        .post(proxy.api_url(&format!("/conf?key={KEY}")))
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 413);
+    for call in ["/conf", "/jwt"] {
+        let resp = c
+            .post(proxy.api_url(&format!("{call}?key={KEY}")))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413, "{call}");
+        let json: Value = resp.json().await.expect("413 is JSON");
+        assert!(
+            json["error"].as_str().unwrap().contains("over the limit"),
+            "{json}"
+        );
+    }
     let resp = c.get(proxy.api_url("/status")).send().await.unwrap();
     assert_eq!(resp.status(), 401, "status needs the key");
     // The API is not a proxy.
@@ -405,6 +415,43 @@ async fn jwt_minting_answers() {
         json["error"].as_str().unwrap().contains("invalid JSON"),
         "{json}"
     );
+    let (status, json) = mint(r#"{"owner":"ci","valid":10}"#.into()).await;
+    assert_eq!((status, json["error"].as_str()), (401, Some("missing key")));
+
+    // The key as in every other call: `?key=` or `x-api-key`.
+    let body = r#"{"owner":"ci","valid":10}"#;
+    let beside = |query: &str, header: Option<&str>| {
+        let mut req = c.post(proxy.api_url(&format!("/jwt{query}"))).body(body);
+        if let Some(h) = header {
+            req = req.header("x-api-key", h);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for (query, header, expected) in [
+        (format!("?key={KEY}"), None, 200),
+        (String::new(), Some(KEY), 200),
+        ("?key=wrong".into(), None, 401),
+        (String::new(), Some("wrong"), 401),
+    ] {
+        let (status, json) = beside(&query, header).await;
+        assert_eq!(status, expected, "{query} {header:?}: {json}");
+        if status == 200 {
+            assert_eq!(json["token"].as_str().unwrap().split('.').count(), 3);
+        }
+    }
+    // A wrong key in the body is refused even beside a right one.
+    let resp = c
+        .post(proxy.api_url("/jwt"))
+        .header("x-api-key", KEY)
+        .body(r#"{"master_key":"wrong","owner":"ci","valid":10}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -200,6 +200,50 @@ async fn jwt_auth_and_global_default() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn tokens_not_yet_valid_are_refused_beyond_a_minute_of_leeway() {
+    let b = TestBackend::start("b").await;
+    let proxy = setup(&b).await;
+    let c = client();
+    let exp = now() + 3600;
+    for (name, claims, expected) in [
+        (
+            "nbf in an hour",
+            json!({"owner": "t", "exp": exp, "nbf": now() + 600}),
+            401,
+        ),
+        (
+            "iat in an hour",
+            json!({"owner": "t", "exp": exp, "iat": now() + 600}),
+            401,
+        ),
+        (
+            "nbf not a number",
+            json!({"owner": "t", "exp": exp, "nbf": "0"}),
+            401,
+        ),
+        (
+            "nbf 30 s ahead",
+            json!({"owner": "t", "exp": exp, "nbf": now() + 30}),
+            200,
+        ),
+        (
+            "iat 30 s ahead",
+            json!({"owner": "t", "exp": exp, "iat": now() + 30}),
+            200,
+        ),
+        (
+            "nbf and iat past",
+            json!({"owner": "t", "exp": exp, "nbf": now() - 5, "iat": now() - 5}),
+            200,
+        ),
+    ] {
+        let bearer = format!("Bearer {}", hs256(KEY, claims));
+        let (status, _, body) = call(&c, &proxy, "/page", &[("authorization", &bearer)]).await;
+        assert_eq!(status, expected, "{name}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn minted_token_opens_a_jwt_route() {
     let b = TestBackend::start("b").await;
     let proxy = setup(&b).await;

@@ -338,3 +338,55 @@ async fn sticky_cookie_is_secure_on_tls() {
     let echo = Echo::parse(&resp.text().await.unwrap());
     assert_eq!(echo.headers["x-forwarded-proto"], "https");
 }
+
+/// The id the sticky cookie had for `addr` before ids were keyed: a constant key in the source.
+fn id_with_the_old_constant_key(addr: &std::net::SocketAddr) -> String {
+    use pingora::tls::hash::{hash, MessageDigest};
+    let input = format!("aralez sticky sessions\0{addr}");
+    let digest = hash(MessageDigest::sha256(), input.as_bytes()).unwrap();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sticky_ids_are_keyed_by_the_master_key() {
+    let a = TestBackend::start("a").await;
+    let doc = format!(
+        "sticky_sessions: true\n{}",
+        route("s.example.com", "", &[&a])
+    );
+    let keyed = |key: &str| ProxyOptions {
+        main_extra: format!("master_key: {key}\n"),
+        ..Default::default()
+    };
+    let c = client();
+    let mut ids = Vec::new();
+    for options in [
+        keyed("fleet-one"),
+        keyed("fleet-one"),
+        keyed("fleet-two"),
+        ProxyOptions::default(),
+        ProxyOptions::default(),
+    ] {
+        let proxy = Proxy::start_with(&doc, options).await;
+        let (_, set) = sticky_get(&c, &proxy, None).await;
+        let set = set.expect("no sticky cookie");
+        let cookie = set.split(';').next().unwrap().to_string();
+        // A cookie computed with the old public key is not honoured: it is replaced.
+        let forged = format!("aralez_sticky={}", id_with_the_old_constant_key(&a.addr));
+        assert_ne!(cookie, forged);
+        let (_, replaced) = sticky_get(&c, &proxy, Some(&forged)).await;
+        assert_eq!(
+            replaced.as_deref(),
+            Some(set.as_str()),
+            "forged cookie kept"
+        );
+        ids.push(cookie);
+    }
+    assert_eq!(ids[0], ids[1], "the same master_key gives the same id");
+    assert_ne!(ids[0], ids[2], "another master_key gives another id");
+    assert_ne!(
+        ids[3], ids[4],
+        "without master_key each process has its own key"
+    );
+    assert!(!ids[3..].contains(&ids[0]) && !ids[3..].contains(&ids[2]));
+}

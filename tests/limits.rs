@@ -102,3 +102,113 @@ async fn a_silent_backend_gives_504() {
     )
     .await;
 }
+
+/// Lines of `log` about file descriptor exhaustion.
+fn fd_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("Too many open files"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn running_out_of_file_descriptors_is_logged_about_once_a_second() {
+    use std::os::unix::process::CommandExt;
+    // About 40 descriptors are open once the proxy has started.
+    const NOFILE: libc::rlim_t = 64;
+    const WINDOW: Duration = Duration::from_secs(3);
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes");
+    std::fs::create_dir(&routes).unwrap();
+    let (port, api) = (free_port(), free_port());
+    // A backend that refuses: every request needs one more descriptor to find that out.
+    std::fs::write(
+        routes.join("upstreams.yaml"),
+        format!(
+            "upstreams:\n  fd.example.com:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:{}\"]\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let main = format!(
+        "threads: 2\nproxy_address_http: 127.0.0.1:{port}\nconfig_address: 127.0.0.1:{api}\nupstreams_conf: routes/upstreams.yaml\npid_file: {d}/aralez.pid\nupgrade_sock: {d}/aralez.sock\n",
+        d = dir.path().display()
+    );
+    std::fs::write(dir.path().join("main.yaml"), main).unwrap();
+    let log_path = dir.path().join("aralez.log");
+    let mut command = std::process::Command::new(BIN);
+    command
+        .arg("-c")
+        .arg(dir.path().join("main.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    // SAFETY: setrlimit(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: NOFILE,
+                rlim_max: NOFILE,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _proxy = Kill(command.spawn().expect("cannot start aralez"));
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for(Duration::from_secs(20), "the proxy to accept", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+
+    // More clients than descriptors, all sending requests: accepts and backend connections fail.
+    let mut clients = Vec::new();
+    for _ in 0..2 * NOFILE {
+        if let Ok(c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            clients.push(c);
+        }
+    }
+    let request = b"GET / HTTP/1.1\r\nHost: fd.example.com\r\n\r\n";
+    // Requests keep coming over a window that starts at the first line about exhaustion.
+    let started = std::time::Instant::now();
+    let mut first_line = None;
+    loop {
+        for c in &clients {
+            let _ = c.try_write(request);
+        }
+        if first_line.is_none() && !fd_lines(&log()).is_empty() {
+            first_line = Some(std::time::Instant::now());
+        }
+        match first_line {
+            Some(t) if t.elapsed() >= WINDOW => break,
+            None if started.elapsed() > Duration::from_secs(10) => {
+                panic!("descriptors never ran out:\n{}", log())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let text = log();
+    let lines = fd_lines(&text);
+    let most = WINDOW.as_secs() as usize + 2;
+    assert!(
+        (1..=most).contains(&lines.len()),
+        "{} lines about exhaustion:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("more like it left out")),
+        "no count of the lines left out:\n{}",
+        lines.join("\n")
+    );
+}

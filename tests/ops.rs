@@ -494,6 +494,65 @@ async fn access_log_reopens_on_sigusr1_and_writes_combined() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn combined_lines_escape_fields_and_name_the_basic_user() {
+    use base64::Engine;
+    let a = TestBackend::start("a").await;
+    let doc = format!(
+        "upstreams:\n  log.example.com:\n    paths:\n      \"/\":\n        servers: [\"{s}\"]\n        authorization: {{type: basic, creds: \"alice:pw\"}}\n      \"/open\":\n        servers: [\"{s}\"]\n        authorization: {{type: none}}\n",
+        s = a.server()
+    );
+    let options = ProxyOptions {
+        main_extra: "access_log: access.log\naccess_log_format: combined\n".into(),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&doc, options).await;
+    let c = client();
+    let basic = |creds: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+    };
+    for (path, auth, status) in [
+        ("/page", Some(basic("alice:pw")), 200),
+        ("/wrong", Some(basic("mallory:x")), 401),
+        ("/open/x", None, 200),
+    ] {
+        let mut req = c
+            .get(proxy.url(path))
+            .header("host", "log.example.com")
+            .header("user-agent", r#"UA "quoted" \back"#)
+            .header("referer", "http://r.example/\t\u{e9}");
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        assert_eq!(req.send().await.unwrap().status(), status, "{path}");
+    }
+    let path = proxy.dir.path().join("access.log");
+    let text = wait_for(Duration::from_secs(5), "three lines", || async {
+        let text = std::fs::read_to_string(&path).ok()?;
+        (text.lines().count() == 3).then_some(text)
+    })
+    .await;
+    let line = |p: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("\"GET {p} HTTP/1.1\"")))
+            .unwrap_or_else(|| panic!("no line for {p}: {text}"))
+            .to_string()
+    };
+    let page = line("/page");
+    assert!(page.starts_with("127.0.0.1 - alice ["), "{page}");
+    let escaped = r#" "http://r.example/\x09\xC3\xA9" "UA \x22quoted\x22 \x5Cback""#;
+    assert!(page.ends_with(escaped), "{page}");
+    // As nginx's $remote_user: the user the client named, also when refused.
+    assert!(
+        line("/wrong").starts_with("127.0.0.1 - mallory ["),
+        "{text}"
+    );
+    assert!(line("/open/x").starts_with("127.0.0.1 - - ["), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn open_client_connections_are_a_gauge() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let a = TestBackend::start("a").await;

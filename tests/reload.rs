@@ -121,6 +121,36 @@ async fn invalid_file_keeps_the_old_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn other_files_in_the_folder_do_not_reapply_an_invalid_file() {
+    let a = TestBackend::start("a").await;
+    let proxy = Proxy::start(&single_route("r.example.com", &[&a])).await;
+    let failures = "aralez_config_reloads_total{result=\"error\",source=\"file\"}";
+    let reported = "reload of";
+    write_atomic(&proxy.upstreams_path(), "upstreams: [\n");
+    wait_for(Duration::from_secs(5), "the reload failure", || async {
+        (sample(&metrics(&proxy).await, failures) == Some(1.0)).then_some(())
+    })
+    .await;
+    // Neighbours change, in bursts the watcher takes one by one (debounce: 200 ms). The
+    // proxy's own log is in this folder too.
+    let folder = proxy.upstreams_path().parent().unwrap().to_path_buf();
+    for i in 0..3 {
+        std::fs::write(folder.join("neighbour.txt"), format!("{i}")).unwrap();
+        write_atomic(&folder.join("other.yaml"), &format!("n: {i}\n"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A valid file then goes live: every event before it has been handled.
+    write_atomic(
+        &proxy.upstreams_path(),
+        &single_route("r2.example.com", &[&a]),
+    );
+    live_within(&proxy, "r2.example.com", "/", "a", LIVE_DEADLINE).await;
+    let log = proxy.log();
+    assert_eq!(log.matches(reported).count(), 1, "{log}");
+    assert_eq!(sample(&metrics(&proxy).await, failures), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn editor_style_save_is_seen() {
     // Editors write a temporary file and rename it over the original (vim, sed -i).
     let a = TestBackend::start("a").await;

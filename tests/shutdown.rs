@@ -131,3 +131,62 @@ async fn idle_keep_alive_connections_close_while_a_request_is_in_flight() {
     let exit = wait_exit(&mut proxy, Duration::from_secs(5)).await;
     assert!(exit.success(), "exit status {exit}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_answered_during_shutdown_are_in_the_access_log() {
+    let b = TestBackend::start("slow").await;
+    let options = ProxyOptions {
+        main_extra: "access_log: access.log\naccess_log_format: combined\n".into(),
+        ..ProxyOptions::default()
+    };
+    let mut proxy = Proxy::start_with(&single_route("s.example.com", &[&b]), options).await;
+    let url = proxy.url("/__slow/1500");
+    let slow = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("host", "s.example.com")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    slow_request_arrived(&b).await;
+    signal(&proxy, libc::SIGTERM);
+    assert_eq!(slow.await.unwrap().expect("in-flight request failed"), 200);
+    let exit = wait_exit(&mut proxy, Duration::from_secs(5)).await;
+    assert!(exit.success(), "exit status {exit}");
+    let log = std::fs::read_to_string(proxy.dir.path().join("access.log")).unwrap_or_default();
+    assert!(
+        log.contains("\"GET /__slow/1500 HTTP/1.1\" 200 "),
+        "access log: {log:?}\n{}",
+        proxy.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_timeout_says_how_many_requests_it_cut_off() {
+    let b = TestBackend::start("slow").await;
+    let options = ProxyOptions {
+        main_extra: "shutdown_timeout: 1\n".into(),
+        ..ProxyOptions::default()
+    };
+    let mut proxy = Proxy::start_with(&single_route("s.example.com", &[&b]), options).await;
+    let url = proxy.url("/__slow/10000");
+    let _slow = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("host", "s.example.com")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    slow_request_arrived(&b).await;
+    signal(&proxy, libc::SIGTERM);
+    let exit = wait_exit(&mut proxy, Duration::from_secs(8)).await;
+    assert!(exit.success(), "exit status {exit}");
+    let log = proxy.log();
+    assert!(
+        log.contains("shutdown_timeout (1s) is over: cutting off 1 in-flight requests"),
+        "{log}"
+    );
+    assert!(!log.contains("all in-flight requests finished"), "{log}");
+}

@@ -186,6 +186,71 @@ async fn certificates_added_broken_and_late_keys() {
     .await;
 }
 
+/// Writes `NAME.crt` and `NAME.key` for `name`, expiring at midnight UTC on 1 January `year`.
+fn write_pair_expiring(folder: &Path, file: &str, name: &str, year: i32) {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(year, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    // Key first: a reload between the two writes then sees the old, matching pair or none.
+    std::fs::write(folder.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+    std::fs::write(folder.join(format!("{file}.crt")), cert.pem()).unwrap();
+}
+
+/// Waits until the metrics text satisfies `check`.
+async fn metrics_until(proxy: &Proxy, what: &str, check: impl Fn(&str) -> bool) {
+    wait_for(Duration::from_secs(10), what, || async {
+        let text = metrics(proxy).await;
+        check(&text).then_some(())
+    })
+    .await;
+}
+
+const EXPIRY: &str = "aralez_tls_certificate_expiry_timestamp_seconds";
+const JAN_2030: f64 = 1_893_456_000.0;
+const JAN_2031: f64 = 1_924_992_000.0;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_metrics_follow_reloads() {
+    let b = TestBackend::start("b").await;
+    let options = ProxyOptions {
+        tls: true,
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&single_route("a.example.com", &[&b]), options).await;
+    let certs = proxy.dir.path().join("certs");
+    let localhost = format!("{EXPIRY}{{name=\"localhost\"}}");
+    let renewed = format!("{EXPIRY}{{name=\"renewed\"}}");
+    let text = metrics(&proxy).await;
+    assert_eq!(
+        sample(&text, "aralez_tls_certificates"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(sample(&text, &localhost).is_some(), "{text}");
+
+    write_pair_expiring(&certs, "renewed", "renewed.example.com", 2030);
+    metrics_until(&proxy, "a second certificate in the metrics", |t| {
+        sample(t, "aralez_tls_certificates") == Some(2.0) && sample(t, &renewed) == Some(JAN_2030)
+    })
+    .await;
+
+    write_pair_expiring(&certs, "renewed", "renewed.example.com", 2031);
+    metrics_until(&proxy, "the renewed expiry", |t| {
+        sample(t, &renewed) == Some(JAN_2031)
+    })
+    .await;
+
+    std::fs::remove_file(certs.join("localhost.crt")).unwrap();
+    std::fs::remove_file(certs.join("localhost.key")).unwrap();
+    metrics_until(&proxy, "the removed certificate to leave", |t| {
+        sample(t, "aralez_tls_certificates") == Some(1.0)
+            && !t.contains("name=\"localhost\"")
+            && sample(t, &renewed) == Some(JAN_2031)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_tls_12_and_13_with_alpn() {
     let (proxy, _b) = tls_proxy(|certs| write_pair(certs, "a", &["a.example.com"], None)).await;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,7 +40,7 @@ pub struct ApiState {
     pub cluster: Option<Arc<Cluster>>,
 }
 
-/// The API's routes. Wrong methods get 405, bodies over `MAX_BODY` get 413.
+/// The API's routes. Wrong methods get 405, bodies over `MAX_BODY` get 413, both as JSON.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/conf", post(conf::post_conf))
@@ -47,7 +48,35 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/status", get(status::get_status))
         .route("/metrics", get(get_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// The answers axum gives by itself (wrong method, body over the limit) are plain text:
+/// they get the shape of the API's other errors, keeping their headers (`Allow`).
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => format!("the body is over the limit of {MAX_BODY} bytes"),
+        _ => return resp,
+    };
+    let json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json {
+        return resp;
+    }
+    let (parts, _) = resp.into_parts();
+    let mut answer = error(status, message);
+    let ours = answer.headers().clone();
+    for (name, value) in parts.headers.iter() {
+        if !ours.contains_key(name) && name != CONTENT_LENGTH {
+            answer.headers_mut().append(name, value.clone());
+        }
+    }
+    answer
 }
 
 /// `GET /metrics`: Prometheus text format, no key (scrapers rarely carry one).

@@ -29,6 +29,12 @@ fn decode(header: &str) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
+/// The user named by an `Authorization: Basic` header value, checked or not (for the access
+/// log, as nginx's `$remote_user`).
+pub fn user_of(header: &str) -> Option<String> {
+    decode(header).map(|(user, _)| user)
+}
+
 fn digest(user: &str, pass: &str, hash: &str) -> [u8; 32] {
     let mut input = Vec::with_capacity(user.len() + pass.len() + hash.len() + 2);
     for part in [user, pass, hash] {

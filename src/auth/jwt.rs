@@ -1,4 +1,5 @@
-//! JSON Web Tokens: HS256 only, `exp` required. Verified on routes, minted by `POST /jwt`.
+//! JSON Web Tokens: HS256 only, `exp` required, `nbf` and `iat` honoured. Verified on routes,
+//! minted by `POST /jwt`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,10 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
 }
+
+/// How far `nbf` and `iat` may lie in the future (clock skew between the minting host and
+/// this one), as common JWT libraries allow. `exp` gets none: an expired token is refused.
+pub const LEEWAY_SECS: u64 = 60;
 
 /// Verifies tokens signed with one secret.
 pub struct JwtVerifier {
@@ -31,11 +36,23 @@ impl JwtVerifier {
         }
     }
 
-    /// Whether the token is HS256, correctly signed, and not expired. Any other `alg`
-    /// (`none` included) fails.
+    /// Whether the token is HS256, correctly signed, not expired, already valid (`nbf`) and
+    /// not issued in the future (`iat`). Any other `alg` (`none` included) fails.
     pub fn verify(&self, token: &str) -> bool {
-        decode::<serde_json::Value>(token, &self.key, &self.validation).is_ok()
+        decode::<serde_json::Value>(token, &self.key, &self.validation)
+            .is_ok_and(|data| in_effect(&data.claims, now()))
     }
+}
+
+/// Whether neither `nbf` nor `iat` is later than `now` plus the leeway. A claim that is
+/// present but not a number fails (RFC 7519 §4.1.5: NumericDate).
+fn in_effect(claims: &serde_json::Value, now: u64) -> bool {
+    ["nbf", "iat"].iter().all(|name| match claims.get(name) {
+        None => true,
+        Some(v) => v
+            .as_f64()
+            .is_some_and(|t| t <= now.saturating_add(LEEWAY_SECS) as f64),
+    })
 }
 
 fn now() -> u64 {
@@ -112,5 +129,21 @@ mod tests {
         )
         .unwrap();
         assert!(!v.verify(&no_exp), "exp is required");
+    }
+
+    #[test]
+    fn nbf_and_iat_in_the_future_fail_beyond_the_leeway() {
+        let t = 1_000_000;
+        let at = |name: &str, v: serde_json::Value| in_effect(&serde_json::json!({ name: v }), t);
+        for name in ["nbf", "iat"] {
+            assert!(at(name, (t - 5).into()), "{name} in the past");
+            assert!(
+                at(name, (t + LEEWAY_SECS).into()),
+                "{name} within the leeway"
+            );
+            assert!(!at(name, (t + LEEWAY_SECS + 1).into()), "{name} too late");
+            assert!(!at(name, "0".into()), "{name} not a number");
+        }
+        assert!(in_effect(&serde_json::json!({}), t));
     }
 }

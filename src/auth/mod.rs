@@ -10,7 +10,7 @@ use http::request::Parts;
 use crate::config::upstreams::AuthConfig;
 use crate::proxy::Outgoing;
 
-pub use basic::BasicAuth;
+pub use basic::{user_of as basic_user, BasicAuth};
 pub use jwt::JwtVerifier;
 
 /// The query parameter that may carry a JWT.

@@ -1,19 +1,33 @@
 //! Sticky sessions: a cookie naming the backend that served the client.
 //!
 //! The id is a keyed hash of the backend's address: stable across reloads and across
-//! instances that share the key (the master key), and it does not reveal the address.
+//! instances that share the key (the master key), and it does not reveal the address. Without
+//! a master key the key is random per process, so nobody can compute an id in advance.
 
 use pingora::tls::hash::{hash, MessageDigest};
 
 pub const COOKIE: &str = "aralez_sticky";
 
-/// Key used when no master key is configured: ids are still stable, but guessable by someone
-/// who knows this source. Set master_key to make them opaque.
-const DEFAULT_KEY: &[u8] = b"aralez sticky sessions";
+/// Length of a per-process random key.
+const RANDOM_KEY_LEN: usize = 32;
+
+/// A key nobody else knows, for a process without a master key.
+pub fn random_key() -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    let mut key = vec![0; RANDOM_KEY_LEN];
+    openssl::rand::rand_bytes(&mut key)?;
+    Ok(key)
+}
+
+/// The key of sticky ids: the master key when there is one, else a random one.
+pub fn key_for(master_key: Option<&str>) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    match master_key {
+        Some(k) => Ok(k.as_bytes().to_vec()),
+        None => random_key(),
+    }
+}
 
 /// The cookie id of a backend address (16 hex characters).
 pub fn backend_id(key: &[u8], addr: &std::net::SocketAddr) -> String {
-    let key = if key.is_empty() { DEFAULT_KEY } else { key };
     let mut input = Vec::with_capacity(key.len() + 64);
     input.extend_from_slice(key);
     input.push(0);
@@ -52,6 +66,14 @@ mod tests {
         assert_ne!(a, backend_id(b"k1", &"10.1.2.3:8081".parse().unwrap()));
         assert_eq!(a.len(), 16);
         assert!(!a.contains("10"), "id must not show the address: {a}");
+    }
+
+    #[test]
+    fn keys_come_from_the_master_key_or_chance() {
+        assert_eq!(key_for(Some("m")).unwrap(), b"m");
+        let (r1, r2) = (key_for(None).unwrap(), key_for(None).unwrap());
+        assert_eq!(r1.len(), RANDOM_KEY_LEN);
+        assert_ne!(r1, r2);
     }
 
     #[test]

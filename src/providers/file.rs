@@ -1,5 +1,6 @@
-//! The file provider: watches upstreams.yaml and applies it when it changes. Any event in its
-//! folder triggers a read; identical content is a no-op in the store.
+//! The file provider: watches upstreams.yaml and applies it when it changes. Events about other
+//! files of its folder are ignored (an invalid file is not re-applied and re-logged whenever a
+//! neighbour changes); identical content is a no-op in the store.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,7 +74,7 @@ impl BackgroundService for FileProvider {
             }
         };
         tokio::select! {
-            _ = watch_folder(folder_of(&self.path), shutdown, || self.reload()) => {}
+            _ = watch_folder(folder_of(&self.path), Some(&self.path), shutdown, || self.reload()) => {}
             _ = hangup => {}
         }
     }

@@ -835,11 +835,11 @@ fn access_entry(req: &http::request::Parts, host: &str, client: Option<IpAddr>) 
             .map_or("/", |p| p.as_str())
             .to_string(),
     };
+    // Bytes beyond ASCII are kept; the combined format escapes them.
     let header = |name: http::header::HeaderName| {
         req.headers
             .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     Entry {
         time: std::time::SystemTime::now(),
@@ -859,6 +859,11 @@ fn access_entry(req: &http::request::Parts, host: &str, client: Option<IpAddr>) 
         upstream_duration_ms: None,
         referer: header(http::header::REFERER),
         user_agent: header(http::header::USER_AGENT),
+        user: req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::basic_user),
     }
 }
 

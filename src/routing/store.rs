@@ -64,7 +64,7 @@ pub struct RouteStore {
 }
 
 impl RouteStore {
-    /// An empty store (generation 0, no routes).
+    /// An empty store (generation 0, no routes), with a random sticky-id key.
     pub fn new(ctx: ValidationContext, resolve: Box<Resolver>) -> Self {
         RouteStore {
             live: ArcSwap::from_pointee(RoutingTable::default()),
@@ -77,7 +77,8 @@ impl RouteStore {
             ctx,
             resolve,
             health: Arc::new(HealthRegistry::default()),
-            sticky_key: Vec::new(),
+            // OpenSSL's generator does not fail once seeded; `main` sets the real key anyway.
+            sticky_key: crate::balance::sticky::random_key().unwrap_or_default(),
             consul: watch::channel(None).0,
         }
     }
@@ -119,7 +120,8 @@ impl RouteStore {
         Ok(Some(summary))
     }
 
-    /// Sets the key of sticky-session ids (the master key, so that a fleet agrees on them).
+    /// Sets the key of sticky-session ids (the master key, so that a fleet agrees on them;
+    /// see `balance::sticky::key_for`). Call it before the first apply.
     pub fn with_sticky_key(mut self, key: &[u8]) -> Self {
         self.sticky_key = key.to_vec();
         self

@@ -41,7 +41,7 @@ impl CertStore {
                 folder.display()
             );
         }
-        publish_metrics(&index);
+        publish_metrics(None, &index);
         Ok(Arc::new(CertStore {
             folder,
             live: ArcSwap::from_pointee(index),
@@ -60,7 +60,8 @@ impl CertStore {
                     index.len(),
                     self.folder.display()
                 );
-                self.live.store(Arc::new(index));
+                let old = self.live.swap(Arc::new(index));
+                publish_metrics(Some(&old), &self.live.load());
             }
             Err(e) => error!("certificates not reloaded: {e}"),
         }
@@ -71,13 +72,23 @@ impl CertStore {
     }
 }
 
-/// Count and expiry of the loaded certificates.
-fn publish_metrics(index: &CertIndex) {
+/// Count and expiry of the loaded certificates; names `old` had and `index` lacks are
+/// dropped. Set and drop, never reset and refill: a scrape in between would miss every series.
+fn publish_metrics(old: Option<&CertIndex>, index: &CertIndex) {
     METRICS.tls_certificates.set(index.len() as i64);
-    METRICS.tls_expiry.reset();
     for pair in index.pairs() {
-        if let Some(t) = pair.expires_at() {
-            METRICS.tls_expiry.with_label_values(&[&pair.name]).set(t);
+        match pair.expires_at() {
+            Some(t) => METRICS.tls_expiry.with_label_values(&[&pair.name]).set(t),
+            None => {
+                let _ = METRICS.tls_expiry.remove_label_values(&[&pair.name]);
+            }
+        }
+    }
+    let kept = |name: &str| index.pairs().iter().any(|p| p.name == name);
+    for gone in old.into_iter().flat_map(|o| o.pairs()) {
+        if !kept(&gone.name) {
+            // Absent when its expiry could not be read: nothing to drop.
+            let _ = METRICS.tls_expiry.remove_label_values(&[&gone.name]);
         }
     }
 }
@@ -114,7 +125,7 @@ pub struct CertWatcher(pub Arc<CertStore>);
 impl BackgroundService for CertWatcher {
     async fn start(&self, shutdown: ShutdownWatch) {
         let store = self.0.clone();
-        watch_folder(&store.folder.clone(), shutdown, || {
+        watch_folder(&store.folder.clone(), None, shutdown, || {
             let store = store.clone();
             async move {
                 let _ = tokio::task::spawn_blocking(move || store.reload()).await;
