@@ -172,4 +172,29 @@ mod tests {
             assert_eq!(normalize(path), Err(PathError::Control), "{path}");
         }
     }
+
+    proptest::proptest! {
+        /// Any spelling of a path (each byte after the leading `/` percent-encoded or not,
+        /// in either case of hex) routes as the path itself.
+        #[test]
+        fn every_encoding_of_a_path_normalises_alike(
+            path in "/[a-z./;\\\\-]{0,24}",
+            choices in proptest::collection::vec(0u8..3, 24),
+        ) {
+            let encoded: String = std::iter::once('/')
+                .map(String::from)
+                .chain(path[1..].bytes().zip(choices.iter().cycle()).map(|(b, c)| match c {
+                    0 => format!("%{b:02X}"),
+                    1 => format!("%{b:02x}"),
+                    _ => (b as char).to_string(),
+                }))
+                .collect();
+            let want = normalize(&path).unwrap();
+            proptest::prop_assert_eq!(normalize(&encoded).unwrap(), want.clone(), "{}", encoded);
+            // What is routed on is normal: nothing left to resolve.
+            proptest::prop_assert!(want.starts_with('/'));
+            proptest::prop_assert!(!want.contains("//") && !want.contains(';'));
+            proptest::prop_assert!(want.split('/').all(|s| s != "." && s != ".."), "{}", want);
+        }
+    }
 }
