@@ -5,7 +5,7 @@ CARGO ?= cargo
 BUILD_TOOLS := cmake pkg-config cc c++ perl make
 APT_PACKAGES := cmake pkg-config gcc g++ make perl
 
-.PHONY: run test deps build bench bench-load profile soak ci fmt clippy
+.PHONY: run test test-parity deps build bench bench-load profile soak ci fmt clippy
 
 ## Install missing build prerequisites (apt-get as root; otherwise print the command).
 deps:
@@ -35,6 +35,11 @@ run: build
 test: deps
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+
+## The parity run: every integration test again with the fast lane off (CI runs it after
+## `make test`), so that both engines are held to the same answers.
+test-parity: deps
+	ARALEZ_TEST_FAST_LANE=off $(CARGO) test --tests
 
 ## Criterion micro-benchmarks, instruction counts of a 10,000-host parse, the load
 ## benchmarks against nginx and HAProxy, then where a request's CPU time goes (perf).

@@ -30,7 +30,7 @@ fn routes(backend: &TestBackend) -> String {
 #[tokio::test]
 async fn answers_go_out_as_pingora_writes_them_and_pipelined_requests_in_order() {
     let backend = TestBackend::start("one").await;
-    let proxy = Proxy::start(&routes(&backend)).await;
+    let proxy = Proxy::start_with(&routes(&backend), lane(true)).await;
     let before = lane_count(&proxy).await;
     let mut conn = Conn::open(&proxy).await;
 
@@ -96,7 +96,7 @@ async fn answers_go_out_as_pingora_writes_them_and_pipelined_requests_in_order()
 #[tokio::test]
 async fn a_connection_moves_on_to_pingora_at_the_first_request_the_lane_does_not_serve() {
     let backend = TestBackend::start("one").await;
-    let proxy = Proxy::start(&routes(&backend)).await;
+    let proxy = Proxy::start_with(&routes(&backend), lane(true)).await;
     let before = lane_count(&proxy).await;
     let mut conn = Conn::open(&proxy).await;
 
@@ -150,7 +150,7 @@ async fn a_connection_moves_on_to_pingora_at_the_first_request_the_lane_does_not
 #[tokio::test]
 async fn a_backend_that_cannot_be_reached_gets_pingora_s_502() {
     let backend = TestBackend::start("gone").await;
-    let proxy = Proxy::start(&routes(&backend)).await;
+    let proxy = Proxy::start_with(&routes(&backend), lane(true)).await;
     backend.kill();
     drop(backend);
     let mut conn = Conn::open(&proxy).await;
@@ -231,7 +231,7 @@ async fn the_keep_alive_timeout_counts_from_the_last_request() {
 #[tokio::test]
 async fn a_connection_that_gave_its_buffers_back_reads_every_byte_of_the_next_requests() {
     let backend = TestBackend::start("one").await;
-    let proxy = Proxy::start(&routes(&backend)).await;
+    let proxy = Proxy::start_with(&routes(&backend), lane(true)).await;
     let mut conn = Conn::open(&proxy).await;
     conn.send(&get("lane.test", "/before", "")).await;
     assert_eq!(conn.response(false).await.echo().path, "/before");

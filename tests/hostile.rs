@@ -246,18 +246,6 @@ async fn running_out_of_file_descriptors_is_survived() {
     assert!(errors <= secs, "{errors} accept errors in {secs} s");
 }
 
-/// The proxy with the fast lane on, and with it off.
-async fn both_engines(doc: &str) -> Vec<(&'static str, Proxy)> {
-    let off = ProxyOptions {
-        main_extra: "fast_lane: false\n".into(),
-        ..Default::default()
-    };
-    vec![
-        ("lane on", Proxy::start(doc).await),
-        ("lane off", Proxy::start_with(doc, off).await),
-    ]
-}
-
 /// Issue 28 items 7 and 12: a missing or doubled Host is a 400 (RFC 9112 §3.2); a request
 /// line or a field list over the limits is a 414 or 431, also past Pingora's own limits
 /// (a 64 KiB URI, 256 fields), as a connection's first request or a later one.

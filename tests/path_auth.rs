@@ -30,28 +30,12 @@ fn doc(open: &TestBackend, admin: &TestBackend) -> String {
     )
 }
 
-/// How a request can reach the proxy.
-#[derive(Debug, Clone, Copy)]
-enum Way {
-    /// HTTP/1.1 on a raw socket, the proxy's fast lane on.
-    Lane,
-    /// HTTP/1.1 on a raw socket, `fast_lane: false`.
-    Pingora,
-    /// HTTP/2 with prior knowledge.
-    H2c,
-}
-
-/// The status answered to `GET target` (sent exactly as written).
-async fn status_of(proxy: &Proxy, way: Way, target: &str) -> u16 {
-    match way {
-        Way::Lane | Way::Pingora => {
-            let mut conn = Conn::open(proxy).await;
-            conn.send(format!("GET {target} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-                .await;
-            conn.response(false).await.status
-        }
-        Way::H2c => h2c_status(proxy, target).await,
-    }
+/// The status answered to `GET target` over HTTP/1.1 (sent exactly as written).
+async fn status_of(proxy: &Proxy, target: &str) -> u16 {
+    let mut conn = Conn::open(proxy).await;
+    conn.send(format!("GET {target} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await;
+    conn.response(false).await.status
 }
 
 async fn h2c_status(proxy: &Proxy, target: &str) -> u16 {
@@ -70,17 +54,6 @@ async fn h2c_status(proxy: &Proxy, target: &str) -> u16 {
     let req = http::Request::get(uri).body(()).unwrap();
     let (resp, _) = client.send_request(req, true).unwrap();
     resp.await.unwrap().status().as_u16()
-}
-
-async fn proxies(doc: &str) -> Vec<(Way, Proxy)> {
-    let off = ProxyOptions {
-        main_extra: "fast_lane: false\n".into(),
-        ..Default::default()
-    };
-    vec![
-        (Way::Lane, Proxy::start(doc).await),
-        (Way::Pingora, Proxy::start_with(doc, off).await),
-    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,15 +76,15 @@ async fn encoded_and_parameterised_paths_keep_their_routes_auth() {
         "/public/..\\admin",
     ];
     let refused = ["/admin%00", "/admin%0d%0aX:1", "/x%zz", "/x%4", "/%7f"];
-    for (way, proxy) in proxies(&doc).await {
+    for (way, proxy) in both_engines(&doc).await {
         for path in protected {
-            let status = status_of(&proxy, way, path).await;
-            assert_eq!(status, 401, "{way:?} {path}: must need credentials");
+            let status = status_of(&proxy, path).await;
+            assert_eq!(status, 401, "{way} {path}: must need credentials");
         }
         for path in refused {
-            assert_eq!(status_of(&proxy, way, path).await, 400, "{way:?} {path}");
+            assert_eq!(status_of(&proxy, path).await, 400, "{way} {path}");
         }
-        assert_eq!(status_of(&proxy, way, "/public/x").await, 200, "{way:?}");
+        assert_eq!(status_of(&proxy, "/public/x").await, 200, "{way}");
         // h2c on the same proxy.
         for path in protected {
             if path.contains('\\') {
@@ -177,12 +150,12 @@ async fn random_encodings_route_as_their_decoded_path() {
         ("/open/admin", 200),
         ("/x/./y", 200),
     ];
-    for (way, proxy) in proxies(&doc).await {
+    for (way, proxy) in both_engines(&doc).await {
         for _ in 0..12 {
             let (path, want) = paths[rng.below(paths.len())];
             let encoded = encode_randomly(path, &mut rng);
-            let status = status_of(&proxy, way, &encoded).await;
-            assert_eq!(status, want, "{way:?} {encoded} (decoded {path})");
+            let status = status_of(&proxy, &encoded).await;
+            assert_eq!(status, want, "{way} {encoded} (decoded {path})");
             let status = h2c_status(&proxy, &encoded).await;
             assert_eq!(status, want, "h2c {encoded} (decoded {path})");
         }

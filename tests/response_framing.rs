@@ -143,17 +143,6 @@ const CLIENTS: [(&str, &str); 3] = [
     ),
 ];
 
-async fn proxies(doc: &str) -> Vec<(&'static str, Proxy)> {
-    let off = ProxyOptions {
-        main_extra: "fast_lane: false\n".into(),
-        ..Default::default()
-    };
-    vec![
-        ("lane on", Proxy::start(doc).await),
-        ("lane off", Proxy::start_with(doc, off).await),
-    ]
-}
-
 async fn connect(proxy: &Proxy) -> TcpStream {
     TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap()
 }
@@ -164,7 +153,7 @@ async fn length_beside_transfer_encoding_reaches_the_client_as_one_framing() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     )])
     .await;
-    for (setting, proxy) in proxies(&backend.doc("")).await {
+    for (setting, proxy) in both_engines(&backend.doc("")).await {
         for (client, request) in CLIENTS {
             let before = backend.connections.load(Ordering::SeqCst);
             let mut s = connect(&proxy).await;
@@ -262,7 +251,7 @@ async fn a_non_chunked_coding_with_a_length_is_relayed_until_close() {
         Step::Close,
     ])
     .await;
-    for (setting, proxy) in proxies(&backend.doc("")).await {
+    for (setting, proxy) in both_engines(&backend.doc("")).await {
         for (client, request) in CLIENTS {
             let mut s = connect(&proxy).await;
             s.write_all(request.as_bytes()).await.unwrap();
@@ -306,7 +295,7 @@ async fn extra_bytes_after_a_response_retire_the_backend_connection() {
     ];
     for (method, reply, want) in cases {
         let backend = Scripted::start(vec![Step::Send(reply)]).await;
-        for (setting, proxy) in proxies(&backend.doc("")).await {
+        for (setting, proxy) in both_engines(&backend.doc("")).await {
             let before = backend.connections.load(Ordering::SeqCst);
             let mut conn = common::raw::Conn::open(&proxy).await;
             for round in 0..3 {
@@ -335,7 +324,7 @@ async fn duplicate_lengths_are_sent_once() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
     )])
     .await;
-    for (setting, proxy) in proxies(&backend.doc("")).await {
+    for (setting, proxy) in both_engines(&backend.doc("")).await {
         for (client, request) in CLIENTS {
             let mut s = connect(&proxy).await;
             s.write_all(request.as_bytes()).await.unwrap();
@@ -360,7 +349,7 @@ async fn http10_clients_get_a_chunked_body_dechunked_and_the_connection_closed()
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
     )])
     .await;
-    for (setting, proxy) in proxies(&backend.doc("")).await {
+    for (setting, proxy) in both_engines(&backend.doc("")).await {
         let mut s = connect(&proxy).await;
         s.write_all(b"GET / HTTP/1.0\r\nHost: f.example.com\r\nConnection: keep-alive\r\n\r\n")
             .await
@@ -385,7 +374,7 @@ async fn chunk_sizes_with_signs_or_spaces_are_refused() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n",
     ] {
         let backend = Scripted::start(vec![Step::Send(reply)]).await;
-        for (setting, proxy) in proxies(&backend.doc("")).await {
+        for (setting, proxy) in both_engines(&backend.doc("")).await {
             let mut s = connect(&proxy).await;
             s.write_all(CLIENTS[0].1.as_bytes()).await.unwrap();
             let got = read_to_close(&mut s, Vec::new()).await;
@@ -403,7 +392,7 @@ async fn bare_lf_response_heads_are_read() {
         b"HTTP/1.1 200 OK\nContent-Length: 2\nX-App: lf\n\nok",
     )])
     .await;
-    for (setting, proxy) in proxies(&backend.doc("        read_timeout: 30\n")).await {
+    for (setting, proxy) in both_engines(&backend.doc("        read_timeout: 30\n")).await {
         for (client, request) in CLIENTS {
             let before = backend.requests.load(Ordering::SeqCst);
             let mut s = connect(&proxy).await;
@@ -450,7 +439,7 @@ async fn the_head_goes_out_before_a_late_body() {
             Step::Send(body),
         ])
         .await;
-        for (setting, proxy) in proxies(&backend.doc("")).await {
+        for (setting, proxy) in both_engines(&backend.doc("")).await {
             // A request with a body takes Pingora's proxy path.
             let post = "POST / HTTP/1.1\r\nHost: f.example.com\r\nContent-Length: 2\r\n\r\nhi";
             for (client, request) in CLIENTS.into_iter().chain([("POST", post)]) {

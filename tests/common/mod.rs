@@ -515,6 +515,10 @@ impl Proxy {
             ));
         }
         main.push_str(&options.main_extra);
+        // The parity run: the whole suite with the fast lane off (`.ci/run` runs it twice).
+        if !options.main_extra.contains("fast_lane:") && lane_off_by_env() {
+            main.push_str("fast_lane: false\n");
+        }
         std::fs::write(dir.path().join("main.yaml"), main).unwrap();
         std::fs::write(&upstreams_path, upstreams).unwrap();
         let child = spawn(dir.path());
@@ -837,4 +841,26 @@ impl Load {
             &failures[..failures.len().min(5)]
         );
     }
+}
+
+/// `ARALEZ_TEST_FAST_LANE=off`: every proxy a test starts without naming `fast_lane` runs
+/// with the lane off, so that the suite proves both engines give the same answers.
+pub fn lane_off_by_env() -> bool {
+    std::env::var("ARALEZ_TEST_FAST_LANE").is_ok_and(|v| v == "off")
+}
+
+/// Options that name the fast lane's setting, whatever the parity run's.
+pub fn lane(on: bool) -> ProxyOptions {
+    ProxyOptions {
+        main_extra: format!("fast_lane: {on}\n"),
+        ..Default::default()
+    }
+}
+
+/// The proxy on `doc` twice: with the fast lane on, and with it off.
+pub async fn both_engines(doc: &str) -> Vec<(&'static str, Proxy)> {
+    vec![
+        ("lane on", Proxy::start_with(doc, lane(true)).await),
+        ("lane off", Proxy::start_with(doc, lane(false)).await),
+    ]
 }
