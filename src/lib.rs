@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod privileges;
 pub mod providers;
 pub mod proxy;
+pub mod request;
 pub mod retire;
 pub mod routing;
 pub mod server;

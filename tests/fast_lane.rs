@@ -94,7 +94,7 @@ async fn answers_go_out_as_pingora_writes_them_and_pipelined_requests_in_order()
 }
 
 #[tokio::test]
-async fn a_connection_moves_on_to_pingora_at_the_first_request_the_lane_does_not_serve() {
+async fn a_connection_goes_to_pingora_for_the_requests_the_lane_does_not_carry_and_comes_back() {
     let backend = TestBackend::start("one").await;
     let proxy = Proxy::start_with(&routes(&backend), lane(true)).await;
     let before = lane_count(&proxy).await;
@@ -104,8 +104,9 @@ async fn a_connection_moves_on_to_pingora_at_the_first_request_the_lane_does_not
     assert_eq!(conn.response(false).await.echo().path, "/first");
     assert_eq!(lane_count(&proxy).await - before, 1);
 
-    // A wrong key is Pingora's to answer (401), pipelined with a POST and a GET behind it:
-    // every byte the lane read reaches Pingora, in order.
+    // A wrong key is answered (401) on the lane, pipelined with a POST (Pingora's: a body)
+    // and a GET behind it: every byte reaches whoever serves it, in order, and the GET is
+    // the lane's again.
     let mut rest = get("lane.test", "/key/x", "x-api-key: nope\r\n");
     rest.extend(
         b"POST /upload HTTP/1.1\r\nHost: lane.test\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
@@ -125,6 +126,10 @@ async fn a_connection_moves_on_to_pingora_at_the_first_request_the_lane_does_not
     assert_eq!(after.status, 200);
     assert_eq!(after.echo().path, "/after");
     assert_eq!(after.echo().headers["x-proxy-from"], "Aralez");
+    // Pingora read /after with the POST's body (pipelined), so it served it too; the next
+    // request on the connection is the lane's again.
+    conn.send(&get("lane.test", "/back", "")).await;
+    assert_eq!(conn.response(false).await.echo().path, "/back");
 
     // Unknown hosts, HTTP/1.0 and a key the route takes, on new connections.
     let mut other = Conn::open(&proxy).await;
@@ -143,8 +148,8 @@ async fn a_connection_moves_on_to_pingora_at_the_first_request_the_lane_does_not
     // The key the proxy consumed does not reach the backend.
     assert!(!answer.echo().headers.contains_key("x-api-key"));
 
-    // The lane served /first and /key/y; Pingora the rest.
-    assert_eq!(lane_count(&proxy).await - before, 2);
+    // The lane forwarded /first, /back and /key/y; Pingora the POST, /after and HTTP/1.0.
+    assert_eq!(lane_count(&proxy).await - before, 3);
 }
 
 #[tokio::test]
@@ -255,4 +260,58 @@ async fn a_connection_that_gave_its_buffers_back_reads_every_byte_of_the_next_re
     let answer = conn.response(false).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.echo().path, format!("/pieces/{}", "q".repeat(100)));
+}
+
+/// Issue 29 item 2: the admission step's local answers (404, 401, 400) are written by the
+/// lane itself, keep the connection on the lane, and are the bytes Pingora's session writes
+/// (the `Date` aside).
+#[tokio::test]
+async fn local_answers_stay_on_the_lane_and_match_pingora_s() {
+    let backend = TestBackend::start("one").await;
+    let doc = routes(&backend);
+    let asks: [(&[u8], u16); 5] = [
+        (b"GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n", 404),
+        (b"GET /key/x HTTP/1.1\r\nHost: lane.test\r\n\r\n", 401),
+        (
+            b"GET /key/x HTTP/1.1\r\nHost: lane.test\r\nx-api-key: no\r\n\r\n",
+            401,
+        ),
+        (b"HEAD /key/x HTTP/1.1\r\nHost: lane.test\r\n\r\n", 401),
+        (b"GET /a%00 HTTP/1.1\r\nHost: lane.test\r\n\r\n", 400),
+    ];
+    let mut answers: Vec<Vec<String>> = Vec::new();
+    for (engine, proxy) in both_engines(&doc).await {
+        let before = lane_count(&proxy).await;
+        let mut conn = Conn::open(&proxy).await;
+        let mut seen = Vec::new();
+        for (ask, status) in asks {
+            conn.send(ask).await;
+            let resp = conn.response(ask.starts_with(b"HEAD")).await;
+            assert_eq!(resp.status, status, "{engine}: {}", resp.head);
+            let head: Vec<&str> = resp
+                .head
+                .lines()
+                .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
+                .collect();
+            seen.push(format!(
+                "{}\n{}",
+                head.join("\n"),
+                String::from_utf8_lossy(&resp.body)
+            ));
+            if status == 400 {
+                assert!(conn.closed().await, "{engine}: a refused target closes");
+            }
+        }
+        // The connection took every answer but the last; a new one is served on the lane.
+        let mut conn = Conn::open(&proxy).await;
+        conn.send(&get("lane.test", "/x", "")).await;
+        assert_eq!(conn.response(false).await.status, 200);
+        let forwarded = lane_count(&proxy).await - before;
+        assert_eq!(forwarded, u64::from(engine == "lane on"), "{engine}");
+        answers.push(seen);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "the lane's local answers differ from Pingora's"
+    );
 }

@@ -5,10 +5,9 @@ mod basic;
 pub mod jwt;
 pub mod secret;
 
-use http::request::Parts;
-
 use crate::config::upstreams::AuthConfig;
 use crate::proxy::Outgoing;
+use crate::request::RequestView;
 
 pub use basic::{user_of as basic_user, BasicAuth};
 pub use jwt::JwtVerifier;
@@ -61,8 +60,9 @@ impl RouteAuth {
         }
     }
 
-    /// `req` is the client's request: Pingora's `RequestHeader` derefs to these parts.
-    pub async fn check(&self, req: &Parts) -> Verdict {
+    /// `req` is the client's request (Pingora's `RequestHeader` derefs to `http` parts, which
+    /// are a view; so is the fast lane's head).
+    pub async fn check<R: RequestView + ?Sized>(&self, req: &R) -> Verdict {
         match self {
             RouteAuth::Basic(auth) => match header(req, "authorization") {
                 None => Verdict::Missing,
@@ -105,18 +105,18 @@ fn verdict(ok: bool) -> Verdict {
     }
 }
 
-fn header<'r>(req: &'r Parts, name: &str) -> Option<&'r str> {
-    req.headers.get(name).and_then(|v| v.to_str().ok())
+fn header<'r, R: RequestView + ?Sized>(req: &'r R, name: &str) -> Option<&'r str> {
+    req.first(name)
 }
 
-fn bearer_token(req: &Parts) -> Option<&str> {
+fn bearer_token<R: RequestView + ?Sized>(req: &R) -> Option<&str> {
     let value = header(req, "authorization")?.trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn query_token(req: &Parts) -> Option<&str> {
-    req.uri.query()?.split('&').find_map(|pair| {
+fn query_token<R: RequestView + ?Sized>(req: &R) -> Option<&str> {
+    req.uri().query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == TOKEN_PARAM && !v.is_empty()).then_some(v)
     })
@@ -163,22 +163,22 @@ mod tests {
     async fn api_keys_and_tokens_are_found_where_documented() {
         let auth = RouteAuth::ApiKey(vec!["k1".into(), "k2".into()]);
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        assert_eq!(auth.check(&req).await, Verdict::Missing);
+        assert_eq!(auth.check(&*req).await, Verdict::Missing);
         req.insert_header("x-api-key", "k2").unwrap();
-        assert_eq!(auth.check(&req).await, Verdict::Allowed);
+        assert_eq!(auth.check(&*req).await, Verdict::Allowed);
         req.insert_header("x-api-key", "k3").unwrap();
-        assert_eq!(auth.check(&req).await, Verdict::Invalid);
+        assert_eq!(auth.check(&*req).await, Verdict::Invalid);
 
         let jwt = RouteAuth::Jwt(Box::new(JwtVerifier::new("s")));
         let token = jwt::mint("s", "me", 1).unwrap();
         let req = RequestHeader::build("GET", format!("/p?araleztoken={token}").as_bytes(), None)
             .unwrap();
-        assert_eq!(jwt.check(&req).await, Verdict::Allowed);
+        assert_eq!(jwt.check(&*req).await, Verdict::Allowed);
         let mut req = RequestHeader::build("GET", b"/p", None).unwrap();
         req.insert_header("authorization", format!("Bearer {token}"))
             .unwrap();
-        assert_eq!(jwt.check(&req).await, Verdict::Allowed);
+        assert_eq!(jwt.check(&*req).await, Verdict::Allowed);
         req.insert_header("authorization", "Bearer nope").unwrap();
-        assert_eq!(jwt.check(&req).await, Verdict::Invalid);
+        assert_eq!(jwt.check(&*req).await, Verdict::Invalid);
     }
 }

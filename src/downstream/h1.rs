@@ -91,6 +91,27 @@ impl Head<'_> {
     }
 }
 
+impl crate::request::RequestView for Head<'_> {
+    fn uri(&self) -> &http::Uri {
+        &self.uri
+    }
+
+    fn first(&self, name: &str) -> Option<&str> {
+        let (_, value) = self
+            .fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))?;
+        std::str::from_utf8(value).ok().filter(|v| v.is_ascii())
+    }
+
+    fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        // Every field was checked to be visible ASCII or obs-text when the head was read;
+        // values that are not UTF-8 text are left out, as `HeaderValue::to_str` leaves them.
+        self.fields()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok().filter(|v| v.is_ascii()))
+    }
+}
+
 /// What the bytes read so far hold.
 // Moved once per request; boxing the head would cost an allocation per request instead.
 #[allow(clippy::large_enum_variant)]

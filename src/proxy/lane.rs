@@ -22,17 +22,15 @@ use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::admit::{plain_backends, Admission, Incoming, LocalAnswer};
 use super::direct_pool::Lease;
 use super::outgoing::Edited;
 use super::{
-    access_entry, backend_h1, error_status, local, prepare_upstream_request, sticky_backend,
-    sticky_cookie, Client, ProxyCore, RequestCtx,
+    access_entry, backend_h1, error_status, local, prepare_upstream_request, sticky_cookie, Client,
+    ProxyCore, RequestCtx,
 };
-use crate::auth::Verdict;
 use crate::downstream::h1::{self, Framing, Head};
 use crate::metrics::METRICS;
-use crate::routing::path::normalize;
-use crate::routing::Lookup;
 
 /// How the lane dealt with a request.
 pub enum Served {
@@ -77,47 +75,42 @@ impl ProxyCore {
         if !crate::privileges::is_settled() {
             Box::pin(crate::privileges::settled()).await;
         }
-        let table = self.store.load();
         let host = head.host();
-        // A path refused as it is spelled is Pingora's path's to answer.
-        let Ok(path) = normalize(head.uri.path()) else {
-            return Served::Pingora(head.raw);
+        let mut ctx = RequestCtx::new(self.in_flight.enter());
+        let incoming = Incoming {
+            host,
+            // The lane reads no head that announces a body.
+            declared_length: None,
+            tls: conn.tls,
         };
-        let route = match table.lookup(host, &path) {
-            Lookup::Found(route) => route.clone(),
-            _ => return Served::Pingora(head.raw),
-        };
-        drop(path);
-        let redirect = route.to_https && !conn.tls && self.tls_port.is_some();
-        let plain = route.backends.iter().all(|b| !b.health.protocol().tls);
-        if redirect || !plain || route.backends.is_empty() {
-            return Served::Pingora(head.raw);
-        }
-        // The request as `http` parts, for what reads it so; most requests need none.
-        let parts = (route.auth.is_some() || route.sticky || self.access_log.is_some())
-            .then(|| head.to_parts());
-        if let (Some(auth), Some(parts)) = (&route.auth, &parts) {
-            if Box::pin(auth.check(parts)).await != Verdict::Allowed {
-                return Served::Pingora(head.raw);
+        let keep_alive = !head.close && !conn.shutting_down && !self.in_flight.draining();
+        match self.admit(&head, incoming, &mut ctx, plain_backends).await {
+            Admission::Forward => {}
+            Admission::Handover => return Served::Pingora(head.raw),
+            Admission::Answer(answer) => {
+                let keep_alive = keep_alive && !answer.closes();
+                let entry = self
+                    .access_log
+                    .as_ref()
+                    .map(|_| access_entry(&head.to_parts(), host, conn.ip));
+                let head_request = head.method == http::Method::HEAD;
+                let bytes = write_answer(io, out, &ctx, &answer, keep_alive, head_request).await;
+                let failed = bytes.is_none();
+                let sent = bytes.unwrap_or(0);
+                let ended = self.record(&ctx, answer.status(), failed, (0, sent), entry);
+                return if keep_alive && !failed {
+                    Served::KeepAlive(ended)
+                } else {
+                    Served::Close
+                };
             }
         }
-
         METRICS.fast_lane.inc();
-        let mut ctx = RequestCtx::new(self.in_flight.enter());
-        ctx.ticket = route.balancer.ticket();
-        if let (true, Some(parts)) = (route.sticky, &parts) {
-            ctx.cookie_backend = sticky_backend(&route, parts);
-        }
-        ctx.route = Some(route);
-        ctx.tls = conn.tls;
-        ctx.response_headers = Some(table.response_headers.clone());
-        drop(table);
-
         let method = &head.method;
-        let entry = parts
+        let entry = self
+            .access_log
             .as_ref()
-            .filter(|_| self.access_log.is_some())
-            .map(|parts| access_entry(parts, host, conn.ip));
+            .map(|_| access_entry(&head.to_parts(), host, conn.ip));
         let client = Client {
             host,
             host_value: head.host_value().map(Cow::Owned),
@@ -125,7 +118,6 @@ impl ProxyCore {
             ip_value: conn.ip_value.as_ref().map(Cow::Borrowed),
             tls: conn.tls,
         };
-        let keep_alive = !head.close && !conn.shutting_down && !self.in_flight.draining();
 
         let build = |ctx: &RequestCtx| {
             let mut upstream = Edited::of_lane(&head);
@@ -313,6 +305,41 @@ async fn write<W: AsyncWrite + Unpin>(io: &mut W, out: &mut BytesMut) -> Result<
         out.clear();
     }
     Ok(())
+}
+
+/// Writes a local answer of the admission step as Pingora's session would; the body bytes
+/// sent, None when the client could not be written to.
+async fn write_answer<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    out: &mut BytesMut,
+    ctx: &RequestCtx,
+    answer: &LocalAnswer,
+    keep_alive: bool,
+    head_request: bool,
+) -> Option<usize> {
+    let configured = ctx.response_headers.as_deref().unwrap_or_default();
+    out.clear();
+    let built = answer
+        .header(configured)
+        .and_then(|resp| local::answer_bytes(out, resp, answer.body(), keep_alive, head_request));
+    if let Err(e) = built {
+        error!("could not build the {} answer: {e}", answer.status());
+        return None;
+    }
+    let written = async {
+        io.write_all(out).await?;
+        io.flush().await
+    }
+    .await;
+    out.clear();
+    match written {
+        Ok(()) if head_request => Some(0),
+        Ok(()) => Some(answer.body().len()),
+        Err(e) => {
+            debug!("could not send the {} answer: {e}", answer.status());
+            None
+        }
+    }
 }
 
 /// Answers a request that failed before any response with Pingora's error response for

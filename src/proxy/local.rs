@@ -7,80 +7,88 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use crate::auth::Verdict;
 use crate::config::upstreams::HeaderPair;
 
-/// Writes a short plain-text response; the connection stays reusable.
-pub async fn respond_text(
-    session: &mut Session,
+/// The header of a short plain-text answer, with the `extra` fields.
+pub fn text_header(
     status: u16,
     body: &'static str,
     extra: &[&[HeaderPair]],
-) -> Result<()> {
+) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
     for headers in extra {
         add_headers(&mut resp, headers)?;
     }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    if head_only {
-        return write_head_only(session, resp).await;
-    }
-    session.write_response_header(Box::new(resp), false).await?;
-    {
-        session
-            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
-            .await?;
-    }
-    Ok(())
+    Ok(resp)
 }
 
-/// Appends a short plain-text response that closes the connection to `out`: the bytes
-/// [`respond_text`] writes through Pingora's session, for answers written before there is one.
-pub fn plain_response(out: &mut bytes::BytesMut, status: u16, body: &'static str) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
-    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(CONTENT_LENGTH, body.len())?;
-    crate::downstream::h1::write_head(out, &mut resp, false)?;
-    out.extend_from_slice(body.as_bytes());
-    Ok(())
-}
-
-/// `WWW-Authenticate` sent with 401s of basic-auth routes.
-static BASIC_CHALLENGE: std::sync::LazyLock<HeaderPair> = std::sync::LazyLock::new(|| HeaderPair {
-    name: http::header::WWW_AUTHENTICATE,
-    written: Bytes::from_static(b"WWW-Authenticate"),
-    value: http::HeaderValue::from_static("Basic realm=\"aralez\""),
-});
-
-/// A 401 that says only whether credentials were missing or wrong.
-pub async fn unauthorized(
-    session: &mut Session,
-    verdict: Verdict,
-    basic: bool,
-    extra: &[HeaderPair],
-) -> Result<()> {
-    let body = match verdict {
-        Verdict::Missing => "missing credentials\n",
-        _ => "invalid credentials\n",
-    };
-    let challenge: &[HeaderPair] = if basic {
-        std::slice::from_ref(&*BASIC_CHALLENGE)
-    } else {
-        &[]
-    };
-    respond_text(session, 401, body, &[challenge, extra]).await
-}
-
-/// Writes a 301 to `location` with an empty body.
-pub async fn redirect(session: &mut Session, location: &str, extra: &[HeaderPair]) -> Result<()> {
+/// The header of a `301` to `location`, empty, with the `extra` fields.
+pub fn redirect_header(location: &str, extra: &[HeaderPair]) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(301, Some(3 + extra.len()))?;
     resp.insert_header(LOCATION, location)?;
     resp.insert_header(CONTENT_LENGTH, 0)?;
     add_headers(&mut resp, extra)?;
-    write_head_only(session, resp).await
+    Ok(resp)
 }
+
+/// Writes a short plain-text response through Pingora's session; the connection stays
+/// reusable.
+pub async fn respond_text(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    extra: &[&[HeaderPair]],
+) -> Result<()> {
+    let resp = text_header(status, body, extra)?;
+    write_answer(session, resp, body).await
+}
+
+/// Writes a local answer's header and `body` (none for a HEAD request) through Pingora's
+/// session.
+pub async fn write_answer(
+    session: &mut Session,
+    resp: ResponseHeader,
+    body: &'static str,
+) -> Result<()> {
+    if body.is_empty() || session.req_header().method == http::Method::HEAD {
+        return write_head_only(session, resp).await;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .await
+}
+
+/// Appends a local answer (`resp` and `body`) to `out` as Pingora's HTTP/1 session writes it:
+/// for the answers written before Pingora has a session, or without one (the fast lane).
+pub fn answer_bytes(
+    out: &mut bytes::BytesMut,
+    mut resp: ResponseHeader,
+    body: &'static str,
+    keep_alive: bool,
+    head_request: bool,
+) -> Result<()> {
+    crate::downstream::h1::write_head(out, &mut resp, keep_alive)?;
+    if !head_request {
+        out.extend_from_slice(body.as_bytes());
+    }
+    Ok(())
+}
+
+/// Appends a short plain-text response that closes the connection to `out` ([`answer_bytes`]).
+pub fn plain_response(out: &mut bytes::BytesMut, status: u16, body: &'static str) -> Result<()> {
+    answer_bytes(out, text_header(status, body, &[])?, body, false, false)
+}
+
+/// `WWW-Authenticate` sent with 401s of basic-auth routes.
+pub(crate) static BASIC_CHALLENGE: std::sync::LazyLock<HeaderPair> =
+    std::sync::LazyLock::new(|| HeaderPair {
+        name: http::header::WWW_AUTHENTICATE,
+        written: Bytes::from_static(b"WWW-Authenticate"),
+        value: http::HeaderValue::from_static("Basic realm=\"aralez\""),
+    });
 
 /// Writes a response that has no body and ends it. Pingora's session ignores the
 /// end-of-stream flag of a header write: on HTTP/2 the stream stayed open, and was reset

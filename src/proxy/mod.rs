@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` implementation. Each hook is short and calls into `routing`,
 //! `balance` and the helpers here; the order of hooks is Pingora's (see PINGORA.md §1.2).
 
+mod admit;
 mod backend_h1;
 mod context;
 mod direct;
@@ -37,14 +38,15 @@ pub use outgoing::Outgoing;
 pub use response_head::ResponseHead;
 
 use crate::access_log::{millis, AccessLog, Entry};
-use crate::auth::{without_query_param, RouteAuth, Verdict, TOKEN_PARAM};
+use crate::auth::{without_query_param, TOKEN_PARAM};
 use crate::balance::{pick, sticky};
 use crate::downstream::guarded;
 use crate::lifecycle::InFlight;
 use crate::metrics::METRICS;
-use crate::routing::path::{normalize, PathError};
+use crate::request::RequestView;
 use crate::routing::Route;
-use crate::routing::{Lookup, RouteStore};
+use crate::routing::RouteStore;
+use admit::{Admission, Incoming, LocalAnswer};
 
 /// The proxy service: routes each request with the live table and forwards it. Pingora's
 /// hooks and the fast lane (`lane`) share one [`ProxyCore`].
@@ -125,17 +127,20 @@ fn absolute_form_authority(target: &[u8]) -> Option<&str> {
 }
 
 /// The backend a sticky cookie names, when it is one of the route's and usable.
-fn sticky_backend(route: &Route, req: &http::request::Parts) -> Option<usize> {
-    let id = req
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(sticky::cookie_value)?;
+fn sticky_backend<R: RequestView + ?Sized>(route: &Route, req: &R) -> Option<usize> {
+    let id = req.each("cookie").find_map(sticky::cookie_value)?;
     route
         .backends
         .iter()
         .position(|b| &*b.sticky_id == id && (!route.healthcheck || b.health.is_up()))
+}
+
+/// The body length a request declares, when it declares one that can be read.
+fn declared_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// `example.com:8080` -> `example.com` (for SNI).
@@ -198,88 +203,22 @@ impl ProxyHttp for AralezProxy {
             local::respond_text(session, status, body, &[]).await?;
             return Ok(true);
         }
-        let table = self.store.load();
         let req = session.req_header();
-        // Route on the normalised path; forward the path as received.
-        let path = match normalize(req.uri.path()) {
-            Ok(path) => path,
-            Err(e) => {
-                debug!("refused with 400: {e}: {:?}", req.uri.path());
-                session.set_keepalive(None);
-                let body = match e {
-                    PathError::BadEscape => "400 Bad Request: bad % escape in the path\n",
-                    PathError::Control => "400 Bad Request: control character in the path\n",
-                };
-                local::respond_text(session, 400, body, &[]).await?;
-                return Ok(true);
-            }
+        let incoming = Incoming {
+            host: request_host(req),
+            declared_length: declared_length(req),
+            tls: is_tls(session),
         };
-        let route = match table.lookup(request_host(req), &path) {
-            Lookup::Found(route) => route.clone(),
-            miss => {
-                let body = if matches!(miss, Lookup::NoHost) {
-                    "404 Not Found: no route for this host\n"
-                } else {
-                    "404 Not Found: no route for this path\n"
-                };
-                debug!("no route for {:?}{}", request_host(req), req.uri.path());
-                local::respond_text(session, 404, body, &[&table.response_headers]).await?;
-                return Ok(true);
-            }
-        };
-        // Set now so that local answers (redirect, 401) are counted under the route's host.
-        ctx.route = Some(route.clone());
-        if route.to_https && !is_tls(session) {
-            if let Some(port) = self.tls_port {
-                let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                let location = https_location(&route.host, port, pq);
-                local::redirect(session, &location, &table.response_headers).await?;
-                return Ok(true);
-            }
-        }
-        if let Some(auth) = &route.auth {
-            let verdict = auth.check(session.req_header()).await;
-            if verdict != Verdict::Allowed {
-                debug!("{verdict:?} credentials for {}{}", route.host, route.prefix);
-                let basic = matches!(auth, RouteAuth::Basic(_));
-                local::unauthorized(session, verdict, basic, &table.response_headers).await?;
-                return Ok(true);
-            }
-        }
-        ctx.body_limit = route
-            .max_body_size
-            .or((self.max_body_size > 0).then_some(self.max_body_size));
-        if let Some(limit) = ctx.body_limit {
-            let declared = session
-                .req_header()
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit) {
-                // Refused before any byte of the body is read; do not drain it.
-                session.set_keepalive(None);
-                local::respond_text(
-                    session,
-                    413,
-                    "413 Payload Too Large\n",
-                    &[&table.response_headers],
-                )
-                .await?;
-                return Ok(true);
-            }
-        }
-        if route.backends.is_empty() {
-            // A Consul service with no passing instance keeps its route until some return.
-            local::respond_text(
-                session,
-                503,
-                "503 Service Unavailable: no instance of this service\n",
-                &[&table.response_headers],
-            )
-            .await?;
+        if let Admission::Answer(answer) = self.admit(req, incoming, ctx, admit::any_route).await {
+            self.answer_locally(session, ctx, &answer).await?;
             return Ok(true);
         }
+        let Some(route) = ctx.route.clone() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "admitted without a route",
+            ));
+        };
         ctx.upgrade = session.is_upgrade_req();
         // Pingora's 60 s default would cut idle WebSockets; they get their own limit.
         session.set_read_timeout(Some(if ctx.upgrade {
@@ -287,12 +226,6 @@ impl ProxyHttp for AralezProxy {
         } else {
             self.client_read_timeout
         }));
-        ctx.ticket = route.balancer.ticket();
-        if route.sticky {
-            ctx.cookie_backend = sticky_backend(&route, session.req_header());
-        }
-        ctx.tls = is_tls(session);
-        ctx.response_headers = Some(table.response_headers.clone());
         if direct::eligible(session, &route, ctx.upgrade) {
             if let Err(e) = self.forward_direct(session, ctx).await {
                 error!(
@@ -552,6 +485,21 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
 }
 
 impl AralezProxy {
+    /// Writes the admission step's local answer through Pingora's session.
+    async fn answer_locally(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        answer: &LocalAnswer,
+    ) -> Result<()> {
+        let configured = ctx.response_headers.as_deref().unwrap_or_default();
+        let resp = answer.header(configured)?;
+        if answer.closes() {
+            session.set_keepalive(None);
+        }
+        local::write_answer(session, resp, answer.body()).await
+    }
+
     /// Forwards the request on the direct path and writes the answer through Pingora's
     /// session.
     async fn forward_direct(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
