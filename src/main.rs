@@ -97,7 +97,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let aralez = Aralez::build(&main, flags, store).context("cannot start the proxy")?;
     if !(main.daemon || cli.daemon) {
         // Pingora honours both only when it daemonizes.
-        aralez::pidfile::write(&main.pid_file)
+        aralez::pidfile::write(&main.pid_file, main.user.as_deref())
             .with_context(|| format!("pid_file {}", main.pid_file.display()))?;
         if let Some(path) = &main.error_log {
             aralez::logging::redirect_stderr(path)

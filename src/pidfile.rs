@@ -6,10 +6,17 @@ use std::sync::OnceLock;
 
 static WRITTEN: OnceLock<(PathBuf, String)> = OnceLock::new();
 
-/// Writes this process's id to `path` and removes the file again at `exit`.
-pub fn write(path: &Path) -> std::io::Result<()> {
+/// Writes this process's id to `path` and removes the file again at `exit`. With `user`
+/// (privileges are dropped to it later), the file is given to that user, as Pingora does
+/// when it daemonizes, so that the process can still remove it.
+pub fn write(path: &Path, user: Option<&str>) -> std::io::Result<()> {
     let pid = std::process::id().to_string();
     std::fs::write(path, format!("{pid}\n"))?;
+    if let Some(name) = user.filter(|_| nix::unistd::Uid::effective().is_root()) {
+        if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+            nix::unistd::chown(path, Some(user.uid), Some(user.gid))?;
+        }
+    }
     if WRITTEN.set((path.to_path_buf(), pid)).is_ok() {
         // SAFETY: registers a plain function with no arguments; it only touches the static.
         unsafe {
