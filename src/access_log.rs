@@ -106,8 +106,11 @@ pub struct AccessLogWriter {
     target: Target,
     format: Format,
     /// The queue and the opened target, taken when the service starts.
-    rx: Mutex<Option<(mpsc::Receiver<Entry>, Box<dyn Write + Send>)>>,
+    rx: Mutex<Option<(mpsc::Receiver<Entry>, Output)>>,
 }
+
+/// Where the writer writes: stdout or the opened file.
+pub type Output = Box<dyn Write + Send>;
 
 /// A connected pair of logger and writer. Opens the target now: a log that cannot be
 /// opened is a start-up error, not a proxy that runs without its log.
@@ -125,7 +128,7 @@ pub fn channel(target: Target, format: Format) -> std::io::Result<(AccessLog, Ac
 }
 
 /// Opens the target for appending, creating the file (also what `aralez -t` tries).
-pub fn open(target: &Target) -> std::io::Result<Box<dyn Write + Send>> {
+pub fn open(target: &Target) -> std::io::Result<Output> {
     Ok(match target {
         Target::Stdout => Box::new(std::io::stdout()),
         Target::File(path) => {
