@@ -77,13 +77,18 @@ impl MainConfig {
     /// The checked numbers, or every key whose value is out of range.
     pub fn runtime(&self) -> Result<Runtime, Vec<BadValue>> {
         let mut bad = Vec::new();
-        let threads = self.worker_threads();
-        if !(1..=MAX_THREADS).contains(&threads) {
-            bad.push(BadValue {
-                key: "threads",
-                message: format!("{threads} is out of range: from 1 to {MAX_THREADS}"),
-            });
-        }
+        let threads = match self.threads {
+            Some(n) if !(1..=MAX_THREADS).contains(&n) => {
+                bad.push(BadValue {
+                    key: "threads",
+                    message: format!("{n} is out of range: from 1 to {MAX_THREADS}"),
+                });
+                1
+            }
+            Some(n) => n,
+            // One per CPU, capped.
+            None => self.worker_threads().min(MAX_THREADS),
+        };
         let max = bound("connect_timeout");
         let connect_timeout = match self.connect_timeout {
             s if s > 0.0 && s <= max as f64 => Duration::from_secs_f64(s),
