@@ -120,6 +120,50 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
+/// Host selection past the exact names: the 10,000 hosts plus two wildcards and a default.
+fn wildcards(c: &mut Criterion) {
+    let mut doc = String::from("default_host: fallback.example.org\nupstreams:\n");
+    for h in 0..HOSTS {
+        doc.push_str(&format!(
+            "  host-{h}.example.com:\n    paths:\n      \"/\":\n        servers: [\"10.0.0.1:80\"]\n"
+        ));
+    }
+    for name in ["*.example.com", "*.b.example.com", "fallback.example.org"] {
+        doc.push_str(&format!(
+            "  \"{name}\":\n    paths:\n      \"/\":\n        servers: [\"10.0.0.2:80\"]\n"
+        ));
+    }
+    let table =
+        with_env(|env| compile(&parsed(&doc), "bench", 1, env).unwrap_or_else(|e| panic!("{e}")));
+    let requests = [
+        ("exact", "host-4711.example.com"),
+        ("wildcard", "x.example.com"),
+        ("longer wildcard", "a.x.b.example.com"),
+        ("default host", "nope.example.org"),
+    ];
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..10_000 {
+        for (_, host) in requests {
+            assert!(matches!(table.lookup(host, "/"), Lookup::Found(_)));
+        }
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    println!("allocations during 40,000 wildcard and default lookups: {allocations}");
+    assert_eq!(allocations, 0, "lookup must not allocate");
+    let mut group = c.benchmark_group("routing 10k hosts + wildcards + default");
+    for (name, host) in requests {
+        group.bench_function(format!("{name} {host}/"), |b| {
+            b.iter(|| {
+                matches!(
+                    table.lookup(black_box(host), black_box("/")),
+                    Lookup::Found(_)
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
 /// The document `benches/extras.sh` pushes: 10,000 hosts, one path each, two servers.
 fn push_document() -> String {
     let mut doc = String::from("upstreams:\n");
@@ -181,5 +225,5 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups, apply);
+criterion_group!(benches, lookups, wildcards, apply);
 criterion_main!(benches);

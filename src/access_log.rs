@@ -163,23 +163,30 @@ impl AccessLog {
 pub struct AccessLogWriter {
     target: Target,
     format: Format,
-    rx: Mutex<Option<mpsc::Receiver<Message>>>,
+    /// The queue and the opened target, taken when the service starts.
+    rx: Mutex<Option<(mpsc::Receiver<Message>, Output)>>,
 }
 
-/// A connected pair of logger and writer.
-pub fn channel(target: Target, format: Format) -> (AccessLog, AccessLogWriter) {
+/// Where the writer writes: stdout or the opened file.
+pub type Output = Box<dyn Write + Send>;
+
+/// A connected pair of logger and writer. Opens the target now: a log that cannot be
+/// opened is a start-up error, not a proxy that runs without its log.
+pub fn channel(target: Target, format: Format) -> std::io::Result<(AccessLog, AccessLogWriter)> {
+    let out = open(&target)?;
     let (tx, rx) = mpsc::channel(QUEUE);
-    (
+    Ok((
         AccessLog { tx },
         AccessLogWriter {
             target,
             format,
-            rx: Mutex::new(Some(rx)),
+            rx: Mutex::new(Some((rx, out))),
         },
-    )
+    ))
 }
 
-fn open(target: &Target) -> std::io::Result<Box<dyn Write + Send>> {
+/// Opens the target for appending, creating the file (also what `aralez -t` tries).
+pub fn open(target: &Target) -> std::io::Result<Output> {
     Ok(match target {
         Target::Stdout => Box::new(std::io::stdout()),
         Target::File(path) => {
@@ -209,18 +216,10 @@ impl BackgroundService for AccessLogWriter {
     /// Runs until the runtime stops, past the shutdown signal: requests still in flight then
     /// are logged too (see `lifecycle`).
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let Some(mut rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
+        let Some((mut rx, out)) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
-        let mut out = match open(&self.target) {
-            Ok(w) => BufWriter::new(w),
-            Err(e) => {
-                return error!(
-                    "access log {:?} cannot be opened: {e}; not logging",
-                    self.target
-                )
-            }
-        };
+        let mut out = BufWriter::new(out);
         let mut reopen =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
         loop {

@@ -168,6 +168,21 @@ pub fn init(level: &str) {
     }
 }
 
+/// Sends everything written to stderr (the log, panics) to `path`, appended: what Pingora
+/// does with `error_log` when it daemonizes, done in the foreground too.
+pub fn redirect_stderr(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    // SAFETY: both descriptors are open; dup2 replaces fd 2 atomically and `file` may close.
+    if unsafe { libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 use log::info;
 
-use aralez::config::{read_file, ConfigError, MainConfig, ValidationContext};
-use aralez::health::HealthRegistry;
-use aralez::routing::{store, system_resolver, CompileEnv, RouteStore};
+use aralez::config::{read_file, ConfigError, MainConfig};
+use aralez::routing::{system_resolver, RouteStore};
 use aralez::server::{Aralez, ProcessFlags};
 
 #[global_allocator]
@@ -37,34 +36,16 @@ struct Cli {
     upgrade: bool,
 }
 
-fn validation_context(main: &MainConfig) -> ValidationContext {
-    ValidationContext {
-        tls_listener: main.proxy_address_tls.is_some(),
-    }
-}
-
 /// `-t`: every error of both files, or `configuration ok` and a summary.
 fn check(config: &Path) -> ExitCode {
-    let result = MainConfig::load(config).and_then(|main| {
-        let file = main.upstreams_conf.display().to_string();
-        let text = read_file(&main.upstreams_conf)?;
-        let health = HealthRegistry::default();
-        let discovered = Default::default();
-        let env = CompileEnv {
-            resolve: &system_resolver,
-            health: &health,
-            sticky_key: &[],
-            discovered: &discovered,
-        };
-        let (table, _) = store::build(&text, &file, validation_context(&main), 1, &env)?;
-        Ok((file, table.summary))
-    });
-    match result {
-        Ok((file, s)) => {
+    match aralez::check::check(config) {
+        Ok(c) => {
+            let s = c.summary;
             println!("configuration ok");
             println!(
-                "{} and {file}: {} hosts, {} routes, {} backends",
+                "{} and {}: {} hosts, {} routes, {} backends",
                 config.display(),
+                c.upstreams_file,
                 s.hosts,
                 s.routes,
                 s.backends
@@ -72,22 +53,36 @@ fn check(config: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
-            eprintln!("configuration test failed ({} errors)", e.issues.len());
+            report(&e);
             ExitCode::FAILURE
         }
     }
 }
 
+fn report(e: &ConfigError) {
+    eprintln!("{e}");
+    eprintln!("configuration test failed ({} errors)", e.issues.len());
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let main = MainConfig::load(&cli.config).map_err(as_report)?;
+    let main = match MainConfig::load(&cli.config) {
+        Ok(main) => main,
+        Err(e) => {
+            // Every error of both files, as `-t` lists them.
+            report(&aralez::check::check(&cli.config).err().unwrap_or(e));
+            return Err(anyhow::anyhow!("refusing to start"));
+        }
+    };
     aralez::logging::init(&main.log_level);
 
     let sticky_key = aralez::balance::sticky::key_for(main.master_key.as_deref())
         .context("cannot make a key for sticky-session ids")?;
     let store = Arc::new(
-        RouteStore::new(validation_context(&main), Box::new(system_resolver))
-            .with_sticky_key(&sticky_key),
+        RouteStore::new(
+            aralez::check::validation_context(&main),
+            Box::new(system_resolver),
+        )
+        .with_sticky_key(&sticky_key),
     );
     let file = main.upstreams_conf.display().to_string();
     if main.cluster.is_some() && !main.upstreams_conf.exists() {
@@ -105,11 +100,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         upgrade: cli.upgrade,
     };
     let aralez = Aralez::build(&main, flags, store).context("cannot start the proxy")?;
+    if !(main.daemon || cli.daemon) {
+        // Pingora honours both only when it daemonizes.
+        aralez::pidfile::write(&main.pid_file, main.user.as_deref())
+            .with_context(|| format!("pid_file {}", main.pid_file.display()))?;
+        if let Some(path) = &main.error_log {
+            aralez::logging::redirect_stderr(path)
+                .with_context(|| format!("error_log {}", path.display()))?;
+        }
+    }
     info!("proxy listening on http://{}", main.proxy_address_http);
     if let Some(tls) = &main.proxy_address_tls {
         info!("proxy listening on https://{tls}");
     }
     aralez.run();
+    aralez::pidfile::remove();
     Ok(())
 }
 

@@ -46,15 +46,25 @@ pub struct Identity {
 impl Identity {
     /// The identity named by `user`/`group`, or None when there is nothing to drop: neither is
     /// set, or the process is not root (then a warning says they are ignored, as nginx does).
+    /// Unknown names are an error either way, so that `-t` and start-up agree on any account.
     pub fn resolve(
         user: Option<&str>,
         group: Option<&str>,
     ) -> Result<Option<Identity>, PrivilegeError> {
-        if user.is_none() && group.is_none() {
+        let identity = Self::lookup(user, group)?;
+        if identity.is_some() && !Uid::effective().is_root() {
+            warn!("user/group are set but aralez was not started as root: they are ignored");
             return Ok(None);
         }
-        if !Uid::effective().is_root() {
-            warn!("user/group are set but aralez was not started as root: they are ignored");
+        Ok(identity)
+    }
+
+    /// The identity named by `user`/`group` (None when neither is set), whoever runs this.
+    pub fn lookup(
+        user: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Option<Identity>, PrivilegeError> {
+        if user.is_none() && group.is_none() {
             return Ok(None);
         }
         let user = match user {

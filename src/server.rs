@@ -11,7 +11,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::api::{ApiListeners, ApiService, ApiState};
-use crate::config::MainConfig;
+use crate::config::{MainConfig, Runtime};
 use crate::downstream::GuardedApp;
 use crate::health::{HealthChecker, HealthSettings};
 use crate::lifecycle::{InFlight, ShutdownSignals};
@@ -36,6 +36,10 @@ pub enum StartError {
     Api(#[from] crate::api::listen::ListenError),
     #[error("{0}")]
     Privileges(#[from] crate::privileges::PrivilegeError),
+    #[error("{0}")]
+    Settings(String),
+    #[error("access_log {0}: cannot be opened: {1}")]
+    AccessLog(String, std::io::Error),
 }
 
 /// Flags from the command line that Pingora acts on.
@@ -45,9 +49,25 @@ pub struct ProcessFlags {
     pub upgrade: bool,
 }
 
-fn server_conf(main: &MainConfig, flags: ProcessFlags) -> ServerConf {
+/// Pingora's settings and our checked numbers, as start-up uses them; fails on exactly the
+/// values validation (`aralez -t`) refuses.
+pub fn settings(
+    main: &MainConfig,
+    flags: ProcessFlags,
+) -> Result<(ServerConf, Runtime), StartError> {
+    let runtime = main.runtime().map_err(|bad| {
+        let all: Vec<String> = bad.iter().map(ToString::to_string).collect();
+        StartError::Settings(all.join("; "))
+    })?;
+    let conf = server_conf(main, &runtime, flags)
+        .validate()
+        .map_err(|e| StartError::Settings(e.to_string()))?;
+    Ok((conf, runtime))
+}
+
+fn server_conf(main: &MainConfig, runtime: &Runtime, flags: ProcessFlags) -> ServerConf {
     let mut conf = ServerConf {
-        threads: main.worker_threads(),
+        threads: runtime.threads,
         work_stealing: main.work_stealing,
         daemon: main.daemon || flags.daemon,
         pid_file: main.pid_file.display().to_string(),
@@ -62,7 +82,9 @@ fn server_conf(main: &MainConfig, flags: ProcessFlags) -> ServerConf {
     // Pingora sleeps this long after SIGTERM; we exit earlier, once idle or at
     // shutdown_timeout (see lifecycle): this is only a backstop.
     conf.grace_period_seconds = Some(
-        main.shutdown_timeout
+        runtime
+            .shutdown_timeout
+            .as_secs()
             .saturating_add(crate::lifecycle::BACKSTOP.as_secs()),
     );
     conf.graceful_shutdown_timeout_seconds = Some(1);
@@ -78,7 +100,7 @@ fn client_buffers() -> L4BufferSettings {
 
 const CLIENT_READ_BUFFER: usize = 0;
 
-fn health_settings(main: &MainConfig) -> HealthSettings {
+fn health_settings(main: &MainConfig, runtime: &Runtime) -> HealthSettings {
     HealthSettings {
         // Validated to be HEAD, GET or POST.
         method: main
@@ -86,7 +108,7 @@ fn health_settings(main: &MainConfig) -> HealthSettings {
             .to_ascii_uppercase()
             .parse()
             .unwrap_or(http::Method::HEAD),
-        interval: std::time::Duration::from_secs(main.hc_interval),
+        interval: runtime.hc_interval,
         timeout: main.probe_timeout(),
         fall: main.hc_fall,
         rise: main.hc_rise,
@@ -139,8 +161,9 @@ impl Aralez {
             daemon: main.daemon || flags.daemon,
             ..Opt::default()
         };
+        let (conf, runtime) = settings(main, flags)?;
         let identity = Identity::resolve(main.user.as_deref(), main.group.as_deref())?;
-        let mut server = Server::new_with_opt_and_conf(opt, server_conf(main, flags));
+        let mut server = Server::new_with_opt_and_conf(opt, conf);
         server.bootstrap();
         if let Some(identity) = identity {
             let ports = [
@@ -158,24 +181,28 @@ impl Aralez {
         }
 
         let in_flight = InFlight::default();
-        let access_log = main.access_log().map(|(target, format)| {
-            let (log, writer) = crate::access_log::channel(target, format);
-            server.add_service(background_service("access log", writer));
-            log
-        });
+        let access_log = match main.access_log() {
+            Some((target, format)) => {
+                let (log, writer) = crate::access_log::channel(target, format)
+                    .map_err(|e| StartError::AccessLog(main.access_log.clone(), e))?;
+                server.add_service(background_service("access log", writer));
+                Some(log)
+            }
+            None => None,
+        };
         let core = Arc::new(ProxyCore {
             store: store.clone(),
             tls_port: main.tls_port(),
-            connect_timeout: main.connect_timeout(),
-            client_read_timeout: std::time::Duration::from_secs(main.client_read_timeout),
-            websocket_idle_timeout: std::time::Duration::from_secs(main.websocket_idle_timeout),
-            upstream_read_timeout: std::time::Duration::from_secs(main.upstream_read_timeout),
+            connect_timeout: runtime.connect_timeout,
+            client_read_timeout: runtime.client_read_timeout,
+            websocket_idle_timeout: runtime.websocket_idle_timeout,
+            upstream_read_timeout: runtime.upstream_read_timeout,
             max_body_size: main.max_body_size,
-            keepalive_timeout: main.keepalive_timeout,
+            keepalive_timeout: runtime.keepalive_timeout.as_secs(),
             in_flight: in_flight.clone(),
             access_log: access_log.clone(),
             direct: crate::proxy::ConnectionPools::new(
-                main.connect_timeout(),
+                runtime.connect_timeout,
                 main.upstream_keepalive_pool_size,
             ),
         });
@@ -184,7 +211,7 @@ impl Aralez {
         // HTTP/2 with prior knowledge on the plain listener (gRPC without TLS).
         options.h2c = main.h2c;
         app.server_options = Some(options);
-        let header_timeout = std::time::Duration::from_secs(main.header_timeout);
+        let header_timeout = runtime.header_timeout;
         let mut service = Service::new(
             "aralez proxy".to_string(),
             GuardedApp::new(app, header_timeout, core, main.fast_lane),
@@ -251,7 +278,11 @@ impl Aralez {
         ));
         server.add_service(background_service(
             "health checks",
-            HealthChecker::new(store.clone(), store.health().clone(), health_settings(main)),
+            HealthChecker::new(
+                store.clone(),
+                store.health().clone(),
+                health_settings(main, &runtime),
+            ),
         ));
         server.add_service(background_service(
             "config API",
@@ -261,7 +292,7 @@ impl Aralez {
             server,
             in_flight,
             access_log,
-            drain_timeout: std::time::Duration::from_secs(main.shutdown_timeout),
+            drain_timeout: runtime.shutdown_timeout,
         })
     }
 

@@ -157,3 +157,90 @@ fn daemon_and_upgrade_flags_are_accepted() {
         "{stderr}"
     );
 }
+
+/// main.yaml with one error of each kind (unknown key, wrong type, bad value, out of range,
+/// and everything it names outside itself), and an upstreams file whose errors used to hide
+/// each other (a refused path key over its servers, a name that does not resolve).
+const MANY_MAIN: &str = "threds: 2\nlog_level: chatty\nthreads: many\nkeepalive_timeout: 99999999999\nuser: no-such-user-aralez\ngroup: no-such-group-aralez\nproxy_address_tls: 127.0.0.1:18443\nproxy_certificates: missing-certs\nconfig_tls_address: 127.0.0.1:18444\nconfig_tls_certificate: nope.crt\nconfig_tls_key_file: nope.key\naccess_log: /nonexistent-dir/access.log\nerror_log: /nonexistent-dir/error.log\npid_file: /nonexistent-dir/aralez.pid\nupstreams_conf: upstreams.yaml\n";
+const MANY_UPSTREAMS: &str = "upstreams:\n  a.com:\n    paths:\n      api:\n        servers: [\"x:0\"]\n        read_timeout: 18446744073709551615\n      \"/\":\n        servers: [\"no-such-host.invalid:80\"]\n  \"a*.com\":\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:1\"]\n";
+const MANY_ERRORS: &[&str] = &[
+    "main.yaml:1:1: threds: unknown key `threds`; did you mean `threads`?",
+    "main.yaml:2:12: log_level: \"chatty\" is not one of",
+    "main.yaml:3:10: threads: invalid type: string \"many\"",
+    "main.yaml:4:20: keepalive_timeout: 99999999999 is out of range: from 1 to 604800 seconds",
+    "main.yaml:5:7: user: no user named \"no-such-user-aralez\"",
+    "main.yaml:6:8: group: no group named \"no-such-group-aralez\"",
+    "main.yaml:8:21: proxy_certificates: ",
+    "missing-certs: cannot read the certificate folder",
+    "main.yaml:10:25: config_tls_certificate: cannot read ",
+    "main.yaml:11:22: config_tls_key_file: cannot read ",
+    "main.yaml:12:13: access_log: /nonexistent-dir/access.log cannot be opened",
+    "main.yaml:13:12: error_log: /nonexistent-dir/error.log cannot be opened",
+    "main.yaml:14:11: pid_file: folder /nonexistent-dir does not exist",
+    "upstreams.yaml:4:7: upstreams.a.com.paths.api: path \"api\" must start with `/`",
+    "upstreams.yaml:5:19: upstreams.a.com.paths.api.servers[0]: \"x:0\": port \"0\" is not a number",
+    "upstreams.yaml:6:23: upstreams.a.com.paths.api.read_timeout: 18446744073709551615 is out of range",
+    "upstreams.yaml:8:19: upstreams.a.com.paths./.servers[0]: cannot resolve \"no-such-host.invalid\"",
+    "upstreams.yaml:9:3: upstreams.a*.com: host \"a*.com\": a wildcard is only",
+];
+
+#[test]
+fn check_reports_every_error_of_both_files_in_one_run() {
+    let (code, stdout, stderr) = check(MANY_MAIN, MANY_UPSTREAMS);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    for want in MANY_ERRORS {
+        assert!(stderr.contains(want), "expected {want:?} in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains(&format!(
+            "configuration test failed ({} errors)",
+            MANY_ERRORS.len() - 1
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn start_up_refuses_what_check_refuses_with_the_same_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.yaml"), MANY_MAIN).unwrap();
+    std::fs::write(dir.path().join("upstreams.yaml"), MANY_UPSTREAMS).unwrap();
+    let out = run(&["-c", dir.path().join("main.yaml").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for want in MANY_ERRORS {
+        assert!(stderr.contains(want), "expected {want:?} in:\n{stderr}");
+    }
+}
+
+/// Each of these once passed `-t` and then stopped start-up (or, for the access log, started
+/// without one). Alone in an otherwise good config, each is refused by both.
+#[test]
+fn what_start_up_needs_outside_main_yaml_is_checked_one_by_one() {
+    let cases = [
+        ("proxy_address_tls: 127.0.0.1:18445\nproxy_certificates: no-such-folder\n", "proxy_certificates: "),
+        ("user: no-such-user-aralez\n", "user: no user named"),
+        ("group: no-such-group-aralez\n", "group: no group named"),
+        ("config_tls_address: 127.0.0.1:18446\nconfig_tls_certificate: api.crt\nconfig_tls_key_file: api.key\n", "config_tls_certificate: cannot read"),
+        ("access_log: /nonexistent-dir/a.log\n", "access_log: /nonexistent-dir/a.log cannot be opened"),
+    ];
+    for (extra, want) in cases {
+        let main = format!("upstreams_conf: upstreams.yaml\nconfig_address: 127.0.0.1:0\nproxy_address_http: 127.0.0.1:0\n{extra}");
+        let (code, stdout, stderr) = check(&main, GOOD);
+        assert_eq!(code, 1, "{extra}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(want),
+            "{extra}: expected {want:?} in:\n{stderr}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.yaml"), &main).unwrap();
+        std::fs::write(dir.path().join("upstreams.yaml"), GOOD).unwrap();
+        let out = run(&["-c", dir.path().join("main.yaml").to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra}: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{extra}: expected {want:?} in:\n{stderr}"
+        );
+    }
+}

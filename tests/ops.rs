@@ -402,6 +402,16 @@ async fn privileges_are_dropped_after_binding_a_port_below_1024() {
         let proxy = Daemon::start_on(port, daemon, "user: nobody\ngroup: nogroup\n", &routes).await;
         assert_eq!(proxy.serves("p.example.com").await, 200, "daemon: {daemon}");
         assert_runs_as(proxy.pid, "65534");
+        if !daemon {
+            // The PID file, written as root, is removed by the unprivileged process at exit.
+            let pid_file = format!("/tmp/aralez-daemon-{port}.pid");
+            assert!(std::path::Path::new(&pid_file).exists());
+            drop(proxy);
+            assert!(
+                !std::path::Path::new(&pid_file).exists(),
+                "{pid_file} is left behind"
+            );
+        }
     }
 }
 
@@ -449,7 +459,8 @@ async fn an_upgrade_works_when_privileges_were_dropped() {
     .await;
     load.wait_more(20).await;
     load.finish_without_failures().await;
-    let log = std::fs::read_to_string(old.dir.path().join("aralez.log")).unwrap();
+    // In the foreground too, the log goes to error_log once started.
+    let log = std::fs::read_to_string(format!("/tmp/aralez-daemon-{port}.log")).unwrap();
     assert!(log.contains("listener sockets sent"), "{log}");
     let new_pid = new.id() as i32;
     assert_ne!(new_pid, old_pid);

@@ -88,7 +88,8 @@ fn socket(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<socke
     Ok(socket)
 }
 
-fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, ListenError> {
+/// The HTTPS API's TLS context from its certificate and key files.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptor, ListenError> {
     let fail = |e: pingora::tls::error::ErrorStack| ListenError::Tls {
         cert: cert.display().to_string(),
         key: key.display().to_string(),

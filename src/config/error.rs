@@ -140,6 +140,11 @@ impl<'a> IssueSink<'a> {
         self.issues.is_empty()
     }
 
+    /// The issues collected, to merge with others.
+    pub fn into_issues(self) -> Vec<Issue> {
+        self.issues
+    }
+
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.issues.is_empty() {
             Ok(())

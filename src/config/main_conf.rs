@@ -214,41 +214,99 @@ impl Default for MainConfig {
 impl MainConfig {
     /// Reads, checks and resolves main.yaml. Relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<MainConfig, ConfigError> {
+        let (config, issues) = Self::load_all(path)?;
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { issues })
+        }
+    }
+
+    /// Every problem of main.yaml (its values and what they name: files, folders, accounts),
+    /// with the settings read from it. Fails only when the file is unreadable or not a mapping.
+    pub fn load_all(path: &Path) -> Result<(MainConfig, Vec<Issue>), ConfigError> {
         let file = path.display().to_string();
         let text = read_file(path)?;
-        let mut config = Self::parse(&text, &file)?;
         // Absolute, because the daemon changes its working folder to `/`.
         let base = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
         let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-        config.resolve_paths(&base);
-        Ok(config)
+        Self::from_text(&text, &file, &base)
+    }
+
+    /// [`load_all`](Self::load_all) of text; relative paths are taken from `base`.
+    pub fn from_text(
+        text: &str,
+        file: &str,
+        base: &Path,
+    ) -> Result<(MainConfig, Vec<Issue>), ConfigError> {
+        let (mut config, mut issues) = Self::parse_all(text, file)?;
+        config.resolve_paths(base);
+        let spans = LazySpans::new(text);
+        let mut sink = IssueSink::new(file, &spans);
+        let refused = |key: &str| issues.iter().any(|i| i.key_path == key);
+        config.preflight(&mut sink, &refused);
+        issues.extend(sink.into_issues());
+        Ok((config, issues))
     }
 
     /// Parses and validates main.yaml text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<MainConfig, ConfigError> {
-        let spans = LazySpans::new(text);
-        let mapping = load_mapping(text, file)?;
-        let mut sink = IssueSink::new(file, &spans);
-        for key in mapping.keys() {
-            match key.as_str() {
-                Some(k) if MAIN_KEYS.contains(&k) => {}
-                Some(k) => sink.unknown_key("", k, MAIN_KEYS),
-                None => sink.push("", "keys must be strings"),
-            }
+        let (config, issues) = Self::parse_all(text, file)?;
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { issues })
         }
-        sink.finish()?;
-        let config: MainConfig =
-            serde_path_to_error::deserialize(serde_yaml::Value::Mapping(mapping))
-                .map_err(|e| type_error(e, file, spans.get()))?;
-        config.validate(file, &spans)?;
-        Ok(config)
     }
 
-    fn validate(&self, file: &str, spans: &LazySpans<'_>) -> Result<(), ConfigError> {
-        let mut sink = IssueSink::new(file, spans);
+    /// Every problem of main.yaml text, with the settings read from it: a refused value
+    /// leaves its key at the default, so that the other keys (and the upstreams file they
+    /// name) can still be checked. Fails only when the text is not a YAML mapping.
+    pub fn parse_all(text: &str, file: &str) -> Result<(MainConfig, Vec<Issue>), ConfigError> {
+        let spans = LazySpans::new(text);
+        let mut mapping = load_mapping(text, file)?;
+        let mut issues = Vec::new();
+        let mut sink = IssueSink::new(file, &spans);
+        mapping.retain(|key, _| match key.as_str() {
+            Some(k) if MAIN_KEYS.contains(&k) => true,
+            Some(k) => {
+                sink.unknown_key("", k, MAIN_KEYS);
+                false
+            }
+            None => {
+                sink.push("", "keys must be strings");
+                false
+            }
+        });
+        issues.extend(sink.into_issues());
+        // serde stops at the first wrong value: report it, drop its key, read the rest again.
+        let config = loop {
+            let value = serde_yaml::Value::Mapping(mapping.clone());
+            match serde_path_to_error::deserialize::<_, MainConfig>(value) {
+                Ok(config) => break config,
+                Err(e) => {
+                    let key = match e.path().iter().next() {
+                        Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+                        _ => None,
+                    };
+                    issues.extend(type_error(e, file, spans.get()).issues);
+                    match key.and_then(|k| mapping.remove(k.as_str()).map(|_| ())) {
+                        Some(()) => continue,
+                        None => break MainConfig::default(),
+                    }
+                }
+            }
+        };
+        let mut sink = IssueSink::new(file, &spans);
+        config.validate(&mut sink);
+        issues.extend(sink.into_issues());
+        Ok((config, issues))
+    }
+
+    fn validate(&self, sink: &mut IssueSink<'_>) {
         let addresses = [
             ("proxy_address_http", Some(&self.proxy_address_http)),
             ("proxy_address_tls", self.proxy_address_tls.as_ref()),
@@ -275,9 +333,6 @@ impl MainConfig {
             }
             listeners.push((key, addr));
         }
-        if self.threads == Some(0) {
-            sink.push("threads", "must be at least 1");
-        }
         if !LOG_LEVELS.contains(&self.log_level.as_str()) {
             sink.push(
                 "log_level",
@@ -297,9 +352,6 @@ impl MainConfig {
                     HC_METHODS.join(", ")
                 ),
             );
-        }
-        if self.hc_interval == 0 {
-            sink.push("hc_interval", "must be at least 1 second");
         }
         if !["json", "combined"].contains(&self.access_log_format.as_str()) {
             sink.push(
@@ -329,29 +381,16 @@ impl MainConfig {
         if self.access_log.is_empty() {
             sink.push("access_log", "must be off, stdout or a file path");
         }
-        if self.upstream_read_timeout == 0 {
-            sink.push("upstream_read_timeout", "must be at least 1 second");
-        }
-        if self.client_read_timeout == 0 {
-            sink.push("client_read_timeout", "must be at least 1 second");
-        }
-        if self.header_timeout == 0 {
-            sink.push("header_timeout", "must be at least 1 second");
-        }
-        if self.keepalive_timeout == 0 {
-            sink.push("keepalive_timeout", "must be at least 1 second");
-        }
-        if self.websocket_idle_timeout == 0 {
-            sink.push("websocket_idle_timeout", "must be at least 1 second");
+        if let Err(bad) = self.runtime() {
+            for b in bad {
+                sink.push(b.key, b.message);
+            }
         }
         if self.hc_fall == 0 {
             sink.push("hc_fall", "must be at least 1");
         }
         if self.hc_rise == 0 {
             sink.push("hc_rise", "must be at least 1");
-        }
-        if !(self.connect_timeout.is_finite() && self.connect_timeout > 0.0) {
-            sink.push("connect_timeout", "must be a positive number of seconds");
         }
         if self.proxy_address_tls.is_some() && self.proxy_certificates.is_none() {
             sink.push(
@@ -373,7 +412,6 @@ impl MainConfig {
                 "must not be empty; remove the key to disable the API",
             );
         }
-        sink.finish()
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -439,10 +477,6 @@ impl MainConfig {
             path => Some((Target::File(PathBuf::from(path)), format)),
         }
     }
-
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.connect_timeout)
-    }
 }
 
 /// Formats issues for display; used by `-t`.
@@ -485,7 +519,7 @@ mod tests {
         let c = MainConfig::parse("", "main.yaml").unwrap();
         assert_eq!(c, MainConfig::default());
         assert_eq!(c.config_address, "127.0.0.1:3000");
-        assert_eq!(c.connect_timeout(), Duration::from_secs(2));
+        assert_eq!(c.runtime().unwrap().connect_timeout, Duration::from_secs(2));
     }
 
     #[test]

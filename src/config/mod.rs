@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod main_conf;
+mod preflight;
+pub mod runtime;
 pub mod spans;
 mod tree;
 pub mod upstreams;
@@ -14,5 +16,6 @@ mod yaml_readers_tests;
 
 pub use error::{ConfigError, Issue, Location};
 pub use main_conf::MainConfig;
+pub use runtime::Runtime;
 pub use upstreams::{UpstreamsConfig, ValidationContext};
 pub use yaml::read_file;

@@ -5,7 +5,8 @@
 
 use http::header::{HeaderName, HeaderValue};
 
-use super::error::{ConfigError, IssueSink};
+use super::error::{ConfigError, Issue, IssueSink};
+use super::runtime::MAX_READ_TIMEOUT;
 use super::spans::{KeyPath, LazySpans};
 use super::tree::{Map, Node};
 use super::yaml::load_tree;
@@ -19,6 +20,7 @@ const TOP_KEYS: &[&str] = &[
     "authorization",
     "consul",
     "upstreams",
+    "default_host",
 ];
 const HOST_KEYS: &[&str] = &["paths"];
 const PATH_KEYS: &[&str] = &[
@@ -203,6 +205,8 @@ pub struct UpstreamsConfig {
     /// Set when `provider: consul`.
     pub consul: Option<ConsulSettings>,
     pub hosts: Vec<HostConfig>,
+    /// The host (one of `hosts`) that serves requests no other host matches.
+    pub default_host: Option<String>,
 }
 
 impl UpstreamsConfig {
@@ -212,6 +216,22 @@ impl UpstreamsConfig {
         file: &str,
         ctx: ValidationContext,
     ) -> Result<UpstreamsConfig, ConfigError> {
+        let (config, issues) = Self::parse_all(text, file, ctx)?;
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { issues })
+        }
+    }
+
+    /// Every problem of a document, with what could be read of it (entries with problems
+    /// left out), so that `-t` can go on to resolve its server names. Fails only when the
+    /// text is not a YAML mapping.
+    pub fn parse_all(
+        text: &str,
+        file: &str,
+        ctx: ValidationContext,
+    ) -> Result<(UpstreamsConfig, Vec<Issue>), ConfigError> {
         let spans = LazySpans::new(text);
         let root = load_tree(text, file)?;
         let mut walker = Walker {
@@ -223,8 +243,7 @@ impl UpstreamsConfig {
         let config = walker.document(&root);
         // The YAML tree and the name sets of a big document take milliseconds to free.
         crate::retire::retire((root, walker.host_names, walker.servers_seen));
-        walker.sink.finish()?;
-        Ok(config)
+        Ok((config, walker.sink.into_issues()))
     }
 
     /// Counts of hosts, routes (paths) and distinct server entries.
@@ -277,6 +296,7 @@ impl Walker<'_> {
             authorization: None,
             consul: None,
             hosts: Vec::new(),
+            default_host: None,
         };
         let upstreams = ROOT.key("upstreams");
         for (key, value) in root {
@@ -319,6 +339,11 @@ impl Walker<'_> {
                     config.authorization = self.authorization(value, &ROOT.key("authorization"))
                 }
                 "consul" => consul_section = Some(value),
+                "default_host" => {
+                    config.default_host = self
+                        .string(value, &ROOT.key("default_host"))
+                        .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+                }
                 "upstreams" => match value {
                     Node::Mapping(hosts) => {
                         for (host, body) in hosts {
@@ -347,6 +372,14 @@ impl Walker<'_> {
                 .push("provider", "provider consul needs a `consul:` section"),
             // A consul section under `provider: file` is kept for switching back and forth.
             (Provider::File, _) => {}
+        }
+        if let Some(name) = &config.default_host {
+            if !config.hosts.iter().any(|h| &h.name == name) {
+                self.sink.push(
+                    "default_host",
+                    format!("{name:?} is not one of the hosts listed under upstreams"),
+                );
+            }
         }
         config
     }
@@ -470,6 +503,15 @@ impl Walker<'_> {
                 other => self.sink.unknown_key(path, other, CONSUL_SERVICE_KEYS),
             }
         }
+        if let Some(why) = proxy
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .and_then(host_pattern_error)
+        {
+            self.sink
+                .push(path.key("proxy"), format!("host {proxy:?}: {why}"));
+            return None;
+        }
         match (proxy, &route.discover) {
             (Some(host), Some(real)) if !host.is_empty() && !real.is_empty() => Some((host, route)),
             _ => {
@@ -490,24 +532,24 @@ impl Walker<'_> {
         path: &KeyPath<'_>,
     ) {
         let name = raw_name.trim_end_matches('.').to_ascii_lowercase();
-        if name.is_empty() || name.contains(['/', ' ', '\t']) {
-            self.sink
-                .push_key(path, format!("{raw_name:?} is not a host name"));
-            return;
-        }
-        if has_port(&name) {
-            self.sink.push_key(
-                path,
-                format!("host {raw_name:?} must not carry a port: hosts match whatever the port"),
-            );
-            return;
-        }
-        if !self.host_names.insert(name.clone()) {
-            self.sink.push_key(
-                path,
-                format!("host {raw_name:?} is listed twice (host names are case-insensitive)"),
-            );
-            return;
+        // A refused name is reported, and its body is still checked (then dropped).
+        let refusal = if name.is_empty() || name.contains(['/', ' ', '\t']) {
+            Some(format!("{raw_name:?} is not a host name"))
+        } else if has_port(&name) {
+            Some(format!(
+                "host {raw_name:?} must not carry a port: hosts match whatever the port"
+            ))
+        } else if let Some(why) = host_pattern_error(&name) {
+            Some(format!("host {raw_name:?}: {why}"))
+        } else if !self.host_names.insert(name.clone()) {
+            Some(format!(
+                "host {raw_name:?} is listed twice (host names are case-insensitive)"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = &refusal {
+            self.sink.push_key(path, message.as_str());
         }
         let Some(body) = self.mapping(body, path, "a mapping with `paths`") else {
             return;
@@ -545,14 +587,17 @@ impl Walker<'_> {
         if !saw_paths {
             self.sink.push(path, "host has no `paths`");
         }
-        hosts.push(host);
+        if refusal.is_none() {
+            hosts.push(host);
+        }
     }
 
     fn route(&mut self, prefix: &str, body: &Node, path: &KeyPath<'_>) -> Option<PathConfig> {
-        if !prefix.starts_with('/') {
+        // A refused prefix is reported, and its body is still checked (then dropped).
+        let valid = prefix.starts_with('/');
+        if !valid {
             self.sink
                 .push_key(path, format!("path {prefix:?} must start with `/`"));
-            return None;
         }
         let body = self.mapping(body, path, "a mapping with `servers`")?;
         let mut route = PathConfig::new(prefix);
@@ -574,7 +619,7 @@ impl Walker<'_> {
                 "strategy" => route.strategy = self.strategy(value, &key_path),
                 "healthcheck" => route.healthcheck = self.boolean(value, &key_path).unwrap_or(true),
                 "tls_verify" => route.tls_verify = self.boolean(value, &key_path).unwrap_or(false),
-                "read_timeout" => route.read_timeout = self.positive(value, &key_path),
+                "read_timeout" => route.read_timeout = self.read_timeout(value, &key_path),
                 "max_body_size" => route.max_body_size = self.positive(value, &key_path),
                 other => self.sink.unknown_key(path, other, PATH_KEYS),
             }
@@ -582,7 +627,7 @@ impl Walker<'_> {
         if !saw_servers {
             self.sink.push(path, "route has no `servers`");
         }
-        Some(route)
+        valid.then_some(route)
     }
 
     fn servers(&mut self, value: &Node, path: &KeyPath<'_>) -> Vec<ServerEntry> {
@@ -725,6 +770,19 @@ impl Walker<'_> {
         }
     }
 
+    /// Seconds from 1 to [`MAX_READ_TIMEOUT`]: larger ones overflow timers.
+    fn read_timeout(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<u64> {
+        let n = self.positive(value, path)?;
+        if n > MAX_READ_TIMEOUT {
+            self.sink.push(
+                path,
+                format!("{n} is out of range: from 1 to {MAX_READ_TIMEOUT} seconds"),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
     fn strategy(&mut self, value: &Node, path: &KeyPath<'_>) -> Option<Strategy> {
         match self.string(value, path)?.to_ascii_lowercase().as_str() {
             "roundrobin" | "round_robin" => Some(Strategy::RoundRobin),
@@ -831,6 +889,24 @@ impl Walker<'_> {
         self.sink
             .push(path, format!("expected {expected}, found {}", found.kind()));
     }
+}
+
+/// Why `name` (lower case) is not a host pattern: an exact name, or `*.` and a domain
+/// (nginx's leading wildcard). None when it is one.
+pub fn host_pattern_error(name: &str) -> Option<&'static str> {
+    if name == "*" {
+        return Some("`*` alone is not a host; name the catch-all host with `default_host:`");
+    }
+    let exact = name.strip_prefix("*.").unwrap_or(name);
+    if exact.contains('*') {
+        return Some(
+            "a wildcard is only `*.` before a domain (`*.example.com`), not inside or after a name",
+        );
+    }
+    if exact.is_empty() || exact.starts_with('.') || exact.contains("..") {
+        return Some("a host name has no empty labels");
+    }
+    None
 }
 
 fn is_host_body(value: &Node) -> bool {
@@ -1076,6 +1152,53 @@ mod tests {
         );
         let errs = errors("to_https: yes please\n", TLS);
         assert!(errs[0].contains("expected true or false"), "{errs:?}");
+    }
+
+    #[test]
+    fn wildcard_hosts_and_the_default_host() {
+        let c = UpstreamsConfig::parse(
+            "default_host: Fallback.org.\nupstreams:\n  \"*.Example.com\":\n    paths:\n      \"/\":\n        servers: [\"h:1\"]\n  fallback.org:\n    paths:\n      \"/\":\n        servers: [\"h:1\"]\n",
+            "u",
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(c.hosts[0].name, "*.example.com");
+        assert_eq!(c.default_host.as_deref(), Some("fallback.org"));
+        let errs = errors(
+            "default_host: nowhere.org\nupstreams:\n  \"a*.com\":\n    paths: {\"/\": {servers: [\"h:1\"]}}\n  \"*\":\n    paths: {\"/\": {servers: [\"h:1\"]}}\n  \"a.*.com\":\n    paths: {\"/\": {servers: [\"h:1\"]}}\n  \"www.example.*\":\n    paths: {\"/\": {servers: [\"h:1\"]}}\n  \"*.\":\n    paths: {\"/\": {servers: [\"h:1\"]}}\n",
+            PLAIN,
+        );
+        let want = [
+            "upstreams.yaml:3:3: upstreams.a*.com: host \"a*.com\": a wildcard is only `*.`",
+            "upstreams.yaml:5:3: upstreams.*: host \"*\": `*` alone is not a host; name the catch-all host with `default_host:`",
+            "upstreams.yaml:7:3: upstreams.a.*.com: host \"a.*.com\": a wildcard is only",
+            "upstreams.yaml:9:3: upstreams.www.example.*: host \"www.example.*\": a wildcard is only",
+            "upstreams.*.: host \"*.\": ",
+            "upstreams.yaml:1:15: default_host: \"nowhere.org\" is not one of the hosts",
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (got, want) in errs.iter().zip(want) {
+            assert!(got.contains(want), "{got:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn refused_names_and_prefixes_still_have_their_bodies_checked() {
+        let errs = errors(
+            "upstreams:\n  \"a b\":\n    paths:\n      \"/\":\n        servers: [\"nope\"]\n  c.com:\n    paths:\n      api:\n        servers: [\"x:0\"]\n        read_timeout: 86401\n",
+            PLAIN,
+        );
+        let want = [
+            "upstreams.a b: \"a b\" is not a host name",
+            "upstreams.a b.paths./.servers[0]: \"nope\" has no port",
+            "upstreams.c.com.paths.api: path \"api\" must start with `/`",
+            "upstreams.c.com.paths.api.servers[0]: \"x:0\": port",
+            "upstreams.yaml:10:23: upstreams.c.com.paths.api.read_timeout: 86401 is out of range: from 1 to 86400 seconds",
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (got, want) in errs.iter().zip(want) {
+            assert!(got.contains(want), "{got:?} should contain {want:?}");
+        }
     }
 
     #[test]

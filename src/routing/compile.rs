@@ -81,6 +81,7 @@ pub fn compile(
 ) -> Result<RoutingTable, ConfigError> {
     let mut issues = Vec::new();
     let mut hosts = HostMap::with_capacity_and_hasher(config.hosts.len(), Default::default());
+    let mut wildcards = HostMap::default();
     let mut distinct = foldhash::HashSet::default();
     let mut routes_total = 0;
     let mut made = Backends::default();
@@ -132,19 +133,26 @@ pub fn compile(
             }));
         }
         routes_total += routes.len();
-        hosts.insert(host.name.as_str().into(), HostRoutes::new(routes));
+        let map = if host.name.starts_with("*.") {
+            &mut wildcards
+        } else {
+            &mut hosts
+        };
+        map.insert(host.name.as_str().into(), HostRoutes::new(routes));
     }
     if !issues.is_empty() {
         return Err(ConfigError { issues });
     }
     let summary = Summary {
         generation,
-        hosts: hosts.len(),
+        hosts: hosts.len() + wildcards.len(),
         routes: routes_total,
         backends: distinct.len(),
     };
     Ok(RoutingTable::new(
         hosts,
+        wildcards,
+        config.default_host.as_deref(),
         config.response_headers.clone().into(),
         summary,
     ))

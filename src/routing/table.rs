@@ -53,7 +53,7 @@ pub struct Route {
 }
 
 /// The routes of one host, longest prefix first.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct HostRoutes {
     routes: Vec<Arc<Route>>,
 }
@@ -118,7 +118,12 @@ pub type HostMap = HashMap<Box<str>, HostRoutes, foldhash::fast::RandomState>;
 /// A complete, immutable routing table. Replaced whole on every reload.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
+    /// Exact names.
     hosts: HostMap,
+    /// Leading wildcards, by their names as configured (`*.example.com`).
+    wildcards: HostMap,
+    /// The routes of `default_host`: for requests no other host matches.
+    default: Option<HostRoutes>,
     /// Added to every proxied response. Shared: requests keep these, not the whole table.
     pub response_headers: Arc<[HeaderPair]>,
     pub summary: Summary,
@@ -128,9 +133,21 @@ pub struct RoutingTable {
 const MAX_HOST: usize = 255;
 
 impl RoutingTable {
-    pub fn new(hosts: HostMap, response_headers: Arc<[HeaderPair]>, summary: Summary) -> Self {
+    /// A table of exact `hosts` and `*.` `wildcards`; `default` names one of either.
+    pub fn new(
+        hosts: HostMap,
+        wildcards: HostMap,
+        default: Option<&str>,
+        response_headers: Arc<[HeaderPair]>,
+        summary: Summary,
+    ) -> Self {
+        let default = default
+            .and_then(|name| hosts.get(name).or_else(|| wildcards.get(name)))
+            .cloned();
         RoutingTable {
             hosts,
+            wildcards,
+            default,
             response_headers,
             summary,
         }
@@ -138,12 +155,15 @@ impl RoutingTable {
 
     /// Every host and its routes, in no particular order.
     pub fn hosts(&self) -> impl Iterator<Item = (&str, &HostRoutes)> {
-        self.hosts.iter().map(|(k, v)| (&**k, v))
+        self.hosts
+            .iter()
+            .chain(&self.wildcards)
+            .map(|(k, v)| (&**k, v))
     }
 
     /// Whether `name` (lower case, as configured) is one of the table's hosts.
     pub fn has_host(&self, name: &str) -> bool {
-        self.hosts.contains_key(name)
+        self.hosts.contains_key(name) || self.wildcards.contains_key(name)
     }
 
     /// Finds the route for a request. `host` is the Host header or `:authority` as sent (any
@@ -166,15 +186,43 @@ impl RoutingTable {
         self.find(host, path)
     }
 
-    /// The route for `path` under `host` (as the table keys it: lowercase, no port).
+    /// The route for `path` under `host` (lowercase, no port), as nginx picks a
+    /// `server_name`: the exact name, else the longest matching wildcard, else the default.
     fn find(&self, host: &str, path: &str) -> Lookup<'_> {
-        match self.hosts.get(host) {
+        let routes = match self.hosts.get(host) {
+            Some(routes) => Some(routes),
+            None => self.wildcard(host).or(self.default.as_ref()),
+        };
+        match routes {
             None => Lookup::NoHost,
             Some(routes) => match routes.find(path) {
                 Some(route) => Lookup::Found(route),
                 None => Lookup::NoPath,
             },
         }
+    }
+
+    /// The longest `*.suffix` that `host` ends with after a non-empty label: `*.example.com`
+    /// matches `a.example.com` and `a.b.example.com`, not `example.com`. Tried from the
+    /// first dot on, so the first hit is the longest.
+    fn wildcard(&self, host: &str) -> Option<&HostRoutes> {
+        if self.wildcards.is_empty() {
+            return None;
+        }
+        let mut buf = [0u8; MAX_HOST + 1];
+        buf[0] = b'*';
+        for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
+            let suffix = &host.as_bytes()[i..];
+            let key = &mut buf[..=suffix.len()];
+            key[1..].copy_from_slice(suffix);
+            // `*` and a suffix of valid UTF-8 that starts at an ASCII dot.
+            if let Ok(key) = std::str::from_utf8(key) {
+                if let Some(routes) = self.wildcards.get(key) {
+                    return Some(routes);
+                }
+            }
+        }
+        None
     }
 }
 
@@ -231,7 +279,13 @@ mod tests {
             "only-api.com".into(),
             HostRoutes::new(vec![route("only-api.com", "/api")]),
         );
-        RoutingTable::new(hosts, Arc::from([]), Summary::default())
+        RoutingTable::new(
+            hosts,
+            HostMap::default(),
+            None,
+            Arc::from([]),
+            Summary::default(),
+        )
     }
 
     fn found(t: &RoutingTable, host: &str, path: &str) -> Option<String> {
@@ -273,6 +327,73 @@ mod tests {
         assert!(matches!(t.lookup("only-api.com", "/web"), Lookup::NoPath));
         let long = "a".repeat(300);
         assert!(matches!(t.lookup(&long, "/"), Lookup::NoHost));
+    }
+
+    fn named(hosts: &[&str], default: Option<&str>) -> RoutingTable {
+        let (mut exact, mut wild) = (HostMap::default(), HostMap::default());
+        for h in hosts {
+            let map = if h.starts_with("*.") {
+                &mut wild
+            } else {
+                &mut exact
+            };
+            map.insert((*h).into(), HostRoutes::new(vec![route(h, "/")]));
+        }
+        RoutingTable::new(exact, wild, default, Arc::from([]), Summary::default())
+    }
+
+    fn host_of(t: &RoutingTable, host: &str) -> Option<String> {
+        match t.lookup(host, "/") {
+            Lookup::Found(r) => Some(r.host.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn exact_then_longest_wildcard_then_default() {
+        let t = named(
+            &[
+                "a.example.com",
+                "*.example.com",
+                "*.b.example.com",
+                "fallback.org",
+            ],
+            Some("fallback.org"),
+        );
+        let cases = [
+            ("a.example.com", "a.example.com"),
+            ("A.Example.COM:8080", "a.example.com"),
+            ("x.example.com", "*.example.com"),
+            ("x.y.example.com", "*.example.com"),
+            ("b.example.com", "*.example.com"),
+            ("x.b.example.com", "*.b.example.com"),
+            ("X.y.B.example.com.", "*.b.example.com"),
+            ("example.com", "fallback.org"),
+            ("other.net", "fallback.org"),
+            (".example.com", "fallback.org"),
+            ("*.example.com", "*.example.com"),
+            ("", "fallback.org"),
+        ];
+        for (asked, want) in cases {
+            assert_eq!(host_of(&t, asked).as_deref(), Some(want), "{asked}");
+        }
+        assert!(t.has_host("*.b.example.com"));
+        assert_eq!(t.hosts().count(), 4);
+    }
+
+    #[test]
+    fn without_a_default_unknown_hosts_are_not_found() {
+        let t = named(&["*.example.com"], None);
+        assert!(matches!(t.lookup("example.com", "/"), Lookup::NoHost));
+        assert!(matches!(t.lookup("example.org", "/"), Lookup::NoHost));
+        assert!(matches!(t.lookup("ex.ample.com", "/"), Lookup::NoHost));
+        assert_eq!(
+            host_of(&t, "a.example.com").as_deref(),
+            Some("*.example.com")
+        );
+        // A wildcard host is not matched by name: only `*.example.com` as sent is.
+        let t = named(&["a.com"], None);
+        assert!(matches!(t.lookup("*.a.com", "/"), Lookup::NoHost));
     }
 
     #[test]
