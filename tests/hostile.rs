@@ -336,16 +336,7 @@ async fn an_h2_preface_after_an_http1_request_is_refused() {
             assert!(conn.closed().await, "{engine}: the connection stays open");
         }
         // As a connection's first bytes it still starts HTTP/2.
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
-            .await
-            .unwrap();
-        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(connection);
-        let mut client = client.ready().await.unwrap();
-        let req = http::Request::get("http://h.example.com/")
-            .body(())
-            .unwrap();
-        let (resp, _) = client.send_request(req, true).unwrap();
-        assert_eq!(resp.await.unwrap().status(), 200, "{engine}: h2c");
+        let status = h2c_status(&proxy, "h.example.com", "/").await;
+        assert_eq!(status, 200, "{engine}: h2c");
     }
 }

@@ -109,6 +109,15 @@ async fn read_head(s: &mut TcpStream, deadline: Duration) -> Option<(String, Vec
     tokio::time::timeout(deadline, read).await.ok().flatten()
 }
 
+/// The final response's head (an interim `100 Continue` skipped) and what came after it.
+async fn final_head(s: &mut TcpStream, deadline: Duration) -> Option<(String, Vec<u8>)> {
+    let (head, rest) = read_head(s, deadline).await?;
+    if head.starts_with("HTTP/1.1 100") {
+        return Some(read_head_after(s, rest).await);
+    }
+    Some((head, rest))
+}
+
 /// Everything until the proxy closes the connection (within 10 s).
 async fn read_to_close(s: &mut TcpStream, mut got: Vec<u8>) -> Vec<u8> {
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
@@ -158,14 +167,9 @@ async fn length_beside_transfer_encoding_reaches_the_client_as_one_framing() {
             let before = backend.connections.load(Ordering::SeqCst);
             let mut s = connect(&proxy).await;
             s.write_all(request.as_bytes()).await.unwrap();
-            let (head, rest) = read_head(&mut s, Duration::from_secs(10))
+            let (head, rest) = final_head(&mut s, Duration::from_secs(10))
                 .await
                 .unwrap_or_else(|| panic!("{setting}, {client}: no response"));
-            let (head, rest) = if head.starts_with("HTTP/1.1 100") {
-                read_head_after(&mut s, rest).await
-            } else {
-                (head, rest)
-            };
             assert!(
                 head.starts_with("HTTP/1.1 200"),
                 "{setting}, {client}: {head}"
@@ -188,7 +192,7 @@ async fn length_beside_transfer_encoding_reaches_the_client_as_one_framing() {
             // The backend connection of an ambiguous response is not reused.
             let mut s = connect(&proxy).await;
             s.write_all(request.as_bytes()).await.unwrap();
-            assert!(read_head(&mut s, Duration::from_secs(10)).await.is_some());
+            assert!(final_head(&mut s, Duration::from_secs(10)).await.is_some());
             assert_eq!(
                 backend.connections.load(Ordering::SeqCst),
                 before + 2,
@@ -255,12 +259,7 @@ async fn a_non_chunked_coding_with_a_length_is_relayed_until_close() {
         for (client, request) in CLIENTS {
             let mut s = connect(&proxy).await;
             s.write_all(request.as_bytes()).await.unwrap();
-            let (head, rest) = read_head(&mut s, Duration::from_secs(10)).await.unwrap();
-            let (head, rest) = if head.starts_with("HTTP/1.1 100") {
-                read_head_after(&mut s, rest).await
-            } else {
-                (head, rest)
-            };
+            let (head, rest) = final_head(&mut s, Duration::from_secs(10)).await.unwrap();
             assert!(
                 field(&head, "content-length").is_empty(),
                 "{setting}, {client}: {head}"
@@ -328,12 +327,7 @@ async fn duplicate_lengths_are_sent_once() {
         for (client, request) in CLIENTS {
             let mut s = connect(&proxy).await;
             s.write_all(request.as_bytes()).await.unwrap();
-            let (head, rest) = read_head(&mut s, Duration::from_secs(10)).await.unwrap();
-            let (head, _) = if head.starts_with("HTTP/1.1 100") {
-                read_head_after(&mut s, rest).await
-            } else {
-                (head, rest)
-            };
+            let (head, _) = final_head(&mut s, Duration::from_secs(10)).await.unwrap();
             assert_eq!(
                 field(&head, "content-length"),
                 ["5"],
@@ -354,7 +348,7 @@ async fn http10_clients_get_a_chunked_body_dechunked_and_the_connection_closed()
         s.write_all(b"GET / HTTP/1.0\r\nHost: f.example.com\r\nConnection: keep-alive\r\n\r\n")
             .await
             .unwrap();
-        let (head, rest) = read_head(&mut s, Duration::from_secs(10)).await.unwrap();
+        let (head, rest) = final_head(&mut s, Duration::from_secs(10)).await.unwrap();
         assert!(
             field(&head, "transfer-encoding").is_empty(),
             "{setting}: {head}"
@@ -398,14 +392,9 @@ async fn bare_lf_response_heads_are_read() {
             let mut s = connect(&proxy).await;
             s.write_all(request.as_bytes()).await.unwrap();
             // Well before the 30 s read timeout: the head is read, not waited on.
-            let (head, rest) = read_head(&mut s, Duration::from_secs(5))
+            let (head, _) = final_head(&mut s, Duration::from_secs(5))
                 .await
                 .unwrap_or_else(|| panic!("{setting}, {client}: no answer"));
-            let (head, _) = if head.starts_with("HTTP/1.1 100") {
-                read_head_after(&mut s, rest).await
-            } else {
-                (head, rest)
-            };
             assert!(
                 head.starts_with("HTTP/1.1 200"),
                 "{setting}, {client}: {head}"
@@ -446,14 +435,9 @@ async fn the_head_goes_out_before_a_late_body() {
                 let mut s = connect(&proxy).await;
                 s.write_all(request.as_bytes()).await.unwrap();
                 // The body is held back until the head has reached the client.
-                let got = read_head(&mut s, Duration::from_secs(5)).await;
-                let (head, rest) = got
+                let got = final_head(&mut s, Duration::from_secs(5)).await;
+                let (head, _) = got
                     .unwrap_or_else(|| panic!("{setting}, {client}: the head waited for the body"));
-                let (head, _) = if head.starts_with("HTTP/1.1 100") {
-                    read_head_after(&mut s, rest).await
-                } else {
-                    (head, rest)
-                };
                 assert!(
                     head.starts_with("HTTP/1.1 200"),
                     "{setting}, {client}: {head}"

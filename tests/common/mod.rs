@@ -864,3 +864,23 @@ pub async fn both_engines(doc: &str) -> Vec<(&'static str, Proxy)> {
         ("lane off", Proxy::start_with(doc, lane(false)).await),
     ]
 }
+
+/// The status answered to `GET http://{host}{target}` over HTTP/2 with prior knowledge, on a
+/// connection of its own; the h2 client sends the target exactly as written.
+pub async fn h2c_status(proxy: &Proxy, host: &str, target: &str) -> u16 {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let uri: http::Uri = format!("http://{host}{target}").parse().unwrap();
+    assert_eq!(
+        uri.path(),
+        target.split('?').next().unwrap(),
+        "the URI keeps the path"
+    );
+    let req = http::Request::get(uri).body(()).unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    resp.await.unwrap().status().as_u16()
+}
