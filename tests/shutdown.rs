@@ -140,17 +140,7 @@ async fn requests_answered_during_shutdown_are_in_the_access_log() {
         ..ProxyOptions::default()
     };
     let mut proxy = Proxy::start_with(&single_route("s.example.com", &[&b]), options).await;
-    let url = proxy.url("/__slow/1500");
-    let slow = tokio::spawn(async move {
-        client()
-            .get(url)
-            .header("host", "s.example.com")
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-    });
-    slow_request_arrived(&b).await;
-    signal(&proxy, libc::SIGTERM);
+    let slow = slow_request_then_sigterm(&proxy, &b, "/__slow/1500").await;
     assert_eq!(slow.await.unwrap().expect("in-flight request failed"), 200);
     let exit = wait_exit(&mut proxy, Duration::from_secs(5)).await;
     assert!(exit.success(), "exit status {exit}");
@@ -170,17 +160,7 @@ async fn shutdown_timeout_says_how_many_requests_it_cut_off() {
         ..ProxyOptions::default()
     };
     let mut proxy = Proxy::start_with(&single_route("s.example.com", &[&b]), options).await;
-    let url = proxy.url("/__slow/10000");
-    let _slow = tokio::spawn(async move {
-        client()
-            .get(url)
-            .header("host", "s.example.com")
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-    });
-    slow_request_arrived(&b).await;
-    signal(&proxy, libc::SIGTERM);
+    let _slow = slow_request_then_sigterm(&proxy, &b, "/__slow/10000").await;
     let exit = wait_exit(&mut proxy, Duration::from_secs(8)).await;
     assert!(exit.success(), "exit status {exit}");
     let log = proxy.log();
@@ -189,4 +169,25 @@ async fn shutdown_timeout_says_how_many_requests_it_cut_off() {
         "{log}"
     );
     assert!(!log.contains("all in-flight requests finished"), "{log}");
+}
+
+/// Starts a GET of `path` on `s.example.com` (a slow one), waits until the backend has it,
+/// then sends SIGTERM; the request's status, once it is answered.
+async fn slow_request_then_sigterm(
+    proxy: &Proxy,
+    backend: &TestBackend,
+    path: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<u16>> {
+    let url = proxy.url(path);
+    let slow = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("host", "s.example.com")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    slow_request_arrived(backend).await;
+    signal(proxy, libc::SIGTERM);
+    slow
 }
