@@ -79,7 +79,7 @@ impl Conn {
             head,
             body: Vec::new(),
         };
-        if head_request || status == 204 || status == 304 {
+        if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
             return resp;
         }
         if let Some(len) = resp.header("content-length") {
