@@ -1,7 +1,16 @@
-//! A request as the admission step, auth and stickiness read it: its target and its fields by
-//! name. Implemented by `http`'s request parts (Pingora's `RequestHeader` derefs to them) and
-//! by the fast lane's head, which keeps its fields where they lie in the bytes received, so
-//! that deciding about a request builds no header map.
+//! A request as the modules below the data plane see it, so that they need not import it:
+//! [`RequestView`], the client's request as the admission step, auth and stickiness read it
+//! (implemented by `http`'s request parts, which Pingora's `RequestHeader` derefs to, and by
+//! the fast lane's head, which keeps its fields where they lie in the bytes received, so
+//! that deciding about a request builds no header map); and [`Outgoing`], the request a
+//! backend gets while it is prepared (implemented in `proxy::outgoing`).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::uri::Uri;
+use http::{HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 /// Read access to a request's target and fields.
 pub trait RequestView {
@@ -44,4 +53,22 @@ impl RequestView for pingora::http::RequestHeader {
     fn each<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         (**self).each(name)
     }
+}
+
+/// `'a`: how long what a field is set from (the route, the client, statics) lives; the
+/// direct path's [`Edited`] keeps the borrows instead of copies.
+pub trait Outgoing<'a> {
+    /// The values of the client's fields named `name`, in order.
+    fn values(&self, name: &HeaderName) -> SmallVec<[&[u8]; 2]>;
+    fn uri(&self) -> &Uri;
+    fn set_uri(&mut self, uri: Uri);
+    /// Sets `name` to `value`, replacing every earlier value; `written` is the name as it
+    /// goes on the wire where the header keeps case.
+    fn set(
+        &mut self,
+        name: &'a HeaderName,
+        written: &'a Bytes,
+        value: Cow<'a, HeaderValue>,
+    ) -> pingora::Result<()>;
+    fn remove(&mut self, name: &HeaderName);
 }

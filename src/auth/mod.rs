@@ -6,8 +6,7 @@ pub mod jwt;
 pub mod secret;
 
 use crate::config::upstreams::AuthConfig;
-use crate::proxy::Outgoing;
-use crate::request::RequestView;
+use crate::request::{Outgoing, RequestView};
 
 pub use basic::{user_of as basic_user, BasicAuth};
 pub use jwt::JwtVerifier;

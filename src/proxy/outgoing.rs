@@ -15,23 +15,7 @@ use smallvec::SmallVec;
 
 use crate::downstream::h1::Head;
 
-/// `'a`: how long what a field is set from (the route, the client, statics) lives; the
-/// direct path's [`Edited`] keeps the borrows instead of copies.
-pub trait Outgoing<'a> {
-    /// The values of the client's fields named `name`, in order.
-    fn values(&self, name: &HeaderName) -> SmallVec<[&[u8]; 2]>;
-    fn uri(&self) -> &Uri;
-    fn set_uri(&mut self, uri: Uri);
-    /// Sets `name` to `value`, replacing every earlier value; `written` is the name as it
-    /// goes on the wire where the header keeps case.
-    fn set(
-        &mut self,
-        name: &'a HeaderName,
-        written: &'a Bytes,
-        value: Cow<'a, HeaderValue>,
-    ) -> Result<()>;
-    fn remove(&mut self, name: &HeaderName);
-}
+pub use crate::request::Outgoing;
 
 impl<'a> Outgoing<'a> for RequestHeader {
     fn values(&self, name: &HeaderName) -> SmallVec<[&[u8]; 2]> {
