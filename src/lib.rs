@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod downstream;
 pub mod health;
+pub mod http1;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

@@ -2,7 +2,6 @@
 //! application so that every accepted connection becomes a [`GuardedStream`] (header deadline,
 //! open-connections gauge), and serves HTTP/1.x connections on the fast lane first.
 
-pub mod h1;
 mod stream;
 
 use std::future::Future;
@@ -20,9 +19,9 @@ use pingora::protocols::{GetSocketDigest, Ssl, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::http1::server::{self as h1, Read};
 use crate::proxy::lane::{Conn, Served};
 use crate::proxy::ProxyCore;
-use h1::Read;
 
 pub use stream::GuardedStream;
 

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::outgoing::{Edited, Outgoing};
-use super::response_head::ResponseHead;
+use crate::http1::response_head::{HeadError, ResponseHead};
 
 /// Longest response head (status line and fields).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -31,6 +31,12 @@ pub enum ExchangeError {
     /// The backend answered something that is not an HTTP/1.x response we can relay.
     #[error("invalid response from the backend: {0}")]
     Invalid(&'static str),
+}
+
+impl From<HeadError> for ExchangeError {
+    fn from(e: HeadError) -> Self {
+        ExchangeError::Invalid(e.0)
+    }
 }
 
 /// Where the response body stands on the backend connection.
@@ -150,7 +156,7 @@ impl BackendConn {
         loop {
             if let Some(len) = head_len(&self.buf) {
                 let raw = self.buf.split_to(len).freeze();
-                return self.head.parse(raw);
+                return Ok(self.head.parse(raw)?);
             }
             if self.buf.len() > MAX_HEAD {
                 return Err(ExchangeError::Invalid("response head too long"));

@@ -17,7 +17,8 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
 use super::direct_pool::Lease;
-use super::response_head::ResponseHead;
+use crate::http1::fields::{http11_parts, BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
+use crate::http1::response_head::ResponseHead;
 use crate::routing::Route;
 
 /// Whether this request takes the direct path.
@@ -68,45 +69,8 @@ pub fn upstream_parts(req: &RequestHeader) -> http::request::Parts {
     http11_parts(req.method.clone(), req.uri.clone(), headers)
 }
 
-/// HTTP/1.1 request parts of `method`, `uri` and `headers`.
-pub fn http11_parts(
-    method: http::Method,
-    uri: http::Uri,
-    headers: http::HeaderMap,
-) -> http::request::Parts {
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = http::Version::HTTP_11;
-    parts.headers = headers;
-    parts
-}
-
 /// Room for the fields the proxy adds (forwarding headers and a few of the route's).
 const ADDED: usize = 6;
-
-/// Fields a client's `Connection` header may not remove: the proxy needs them.
-pub const PROTECTED: [HeaderName; 4] = [
-    header::HOST,
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-forwarded-host"),
-    HeaderName::from_static("x-forwarded-proto"),
-];
-
-/// The hop-by-hop fields (RFC 9110 §7.6.1), not forwarded. Parsed once: removing a header by
-/// `&str` parses the name on every request.
-pub const HOP_BY_HOP: [HeaderName; 10] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("http2-settings"),
-];
 
 /// The backend's response header for the client, without the backend connection's own
 /// fields (Pingora sets the client connection's). `Transfer-Encoding` stays: it frames the
@@ -140,13 +104,6 @@ pub fn response_header(head: &ResponseHead, keep_case: bool) -> Result<ResponseH
     }
     Ok(resp)
 }
-
-/// The backend connection's own fields, not relayed.
-pub const BACKEND_CONNECTION: [HeaderName; 3] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-];
 
 /// Streams the backend's response body to the client, each read within `read_timeout`.
 pub async fn relay_body(

@@ -15,7 +15,7 @@ use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
 use super::backend_h1::{BackendConn, ExchangeError};
-use super::response_head::ResponseHead;
+use crate::http1::response_head::ResponseHead;
 
 /// How long an idle backend connection is kept (below nginx's default keepalive_timeout of
 /// 75 s, so that the proxy, not the backend, closes it).

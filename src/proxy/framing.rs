@@ -2,7 +2,7 @@
 //! direct path through `request_filter`, and Pingora's proxy path): one framing, never two.
 //! Pingora's writer frames the body by `Transfer-Encoding: chunked`, else by
 //! `Content-Length`, else until the connection closes, and keeps the connection alive even
-//! then; the fast lane decides the same itself (`downstream::h1::framing`).
+//! then; the fast lane decides the same itself (`http1::server::framing`).
 
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::StatusCode;

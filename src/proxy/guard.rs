@@ -4,12 +4,7 @@
 
 use pingora::http::RequestHeader;
 
-/// Longest request target (path and query).
-pub const MAX_TARGET: usize = 8 * 1024;
-/// Most header fields.
-pub const MAX_HEADERS: usize = 100;
-/// Largest total size of header names and values.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub use crate::http1::limits::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_TARGET};
 
 /// The status and body to refuse `req` with, or None when it may go on. `raw` is the
 /// HTTP/1.x header block as received (None for HTTP/2).

@@ -1,5 +1,5 @@
 //! The fast lane: a plain HTTP/1.1 request without a body, to a route whose backends speak
-//! plain HTTP, read by Aralez's own HTTP/1.1 reader (`downstream::h1`) and forwarded on the
+//! plain HTTP, read by Aralez's own HTTP/1.1 reader (`http1::server`) and forwarded on the
 //! direct path's connections, before Pingora's HTTP/1 session sees the connection. The
 //! routing, auth, backend choice, retries, health marking, headers, metrics and access log
 //! are the same functions as Pingora's path calls; what the lane skips is Pingora's
@@ -29,7 +29,7 @@ use super::{
     access_entry, backend_h1, error_status, local, prepare_upstream_request, sticky_cookie, Client,
     ProxyCore, RequestCtx,
 };
-use crate::downstream::h1::{self, Framing, Head};
+use crate::http1::server::{self as h1, Framing, Head};
 use crate::metrics::METRICS;
 
 /// How the lane dealt with a request.

@@ -70,7 +70,7 @@ pub fn answer_bytes(
     keep_alive: bool,
     head_request: bool,
 ) -> Result<()> {
-    crate::downstream::h1::write_head(out, &mut resp, keep_alive)?;
+    crate::http1::server::write_head(out, &mut resp, keep_alive)?;
     if !head_request {
         out.extend_from_slice(body.as_bytes());
     }

@@ -13,7 +13,6 @@ pub(crate) mod guard;
 pub mod lane;
 pub(crate) mod local;
 mod outgoing;
-mod response_head;
 mod upstream;
 
 use std::borrow::Cow;
@@ -29,13 +28,12 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+pub use crate::http1::fields::{http11_parts, BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 pub use context::RequestCtx;
-pub use direct::{http11_parts, BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 pub use direct_pool::ConnectionPools;
 use direct_pool::SendError;
 pub use local::https_location;
 pub use outgoing::Outgoing;
-pub use response_head::ResponseHead;
 
 use crate::access_log::{millis, AccessLog, Entry};
 use crate::auth::{without_query_param, TOKEN_PARAM};

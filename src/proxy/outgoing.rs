@@ -13,7 +13,7 @@ use pingora::http::RequestHeader;
 use pingora::Result;
 use smallvec::SmallVec;
 
-use crate::downstream::h1::Head;
+use crate::http1::server::Head;
 
 pub use crate::request::Outgoing;
 

@@ -12,9 +12,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 
 use crate::config::upstreams::HeaderPair;
-use crate::proxy::guard::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_TARGET};
-use crate::proxy::ResponseHead;
-use crate::proxy::{BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
+use crate::http1::fields::{BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
+use crate::http1::limits::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_TARGET};
+use crate::http1::response_head::ResponseHead;
 
 /// Longest head the lane waits for; a longer one is Pingora's to refuse or serve.
 const MAX_HEAD: usize = MAX_TARGET + MAX_HEADER_BYTES + 1024;
@@ -87,7 +87,7 @@ impl Head<'_> {
                 headers.append(name, value);
             }
         }
-        crate::proxy::http11_parts(self.method.clone(), self.uri.clone(), headers)
+        crate::http1::fields::http11_parts(self.method.clone(), self.uri.clone(), headers)
     }
 }
 

@@ -1,4 +1,4 @@
-//! A backend's response head as the direct path's client (`backend_h1`) reads it: the status,
+//! A backend's response head as the direct path's client (`proxy::backend_h1`) reads it: the status,
 //! the fields where they lie in the head's bytes, and what the body's framing and the
 //! connection's reuse depend on, all found in one pass. The fast lane writes the fields out
 //! as they came; Pingora's path builds its header map from them (`direct::response_header`).
@@ -10,7 +10,10 @@ use std::mem::MaybeUninit;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::backend_h1::ExchangeError;
+/// Why a response head was refused: what is wrong with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HeadError(pub &'static str);
 
 /// Most response fields read.
 const MAX_FIELDS: usize = 128;
@@ -60,7 +63,7 @@ fn decimal(value: &[u8]) -> Option<u64> {
 
 impl ResponseHead {
     /// Reads `raw` (a whole head, ending with its empty line) into this one.
-    pub fn parse(&mut self, raw: Bytes) -> Result<(), ExchangeError> {
+    pub fn parse(&mut self, raw: Bytes) -> Result<(), HeadError> {
         // Uninitialised: filling 128 empty slots per response cost more than parsing it.
         let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut []);
@@ -68,13 +71,13 @@ impl ResponseHead {
             .parse_response_with_uninit_headers(&mut resp, &raw, &mut slots);
         match parsed {
             Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(ExchangeError::Invalid("incomplete head")),
-            Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
+            Ok(httparse::Status::Partial) => return Err(HeadError("incomplete head")),
+            Err(_) => return Err(HeadError("malformed response head")),
         }
         self.status = resp
             .code
             .and_then(|c| http::StatusCode::from_u16(c).ok())
-            .ok_or(ExchangeError::Invalid("bad status code"))?;
+            .ok_or(HeadError("bad status code"))?;
         self.http10 = resp.version == Some(0);
         self.fields.clear();
         self.transfer_encoding = false;
@@ -95,11 +98,9 @@ impl ResponseHead {
         for field in resp.headers.iter() {
             let (name, value) = (field.name, field.value);
             if name.eq_ignore_ascii_case("content-length") {
-                let n = decimal(value).ok_or(ExchangeError::Invalid("bad Content-Length"))?;
+                let n = decimal(value).ok_or(HeadError("bad Content-Length"))?;
                 match self.length {
-                    Some(l) if l != n => {
-                        return Err(ExchangeError::Invalid("conflicting Content-Length"))
-                    }
+                    Some(l) if l != n => return Err(HeadError("conflicting Content-Length")),
                     // The same length again is relayed once.
                     Some(_) => continue,
                     None => self.length = Some(n),
@@ -154,14 +155,14 @@ impl ResponseHead {
 
     /// The fields as an `http` header map (their values sharing the head's bytes), for the
     /// code that needs one.
-    pub fn header_map(&self) -> Result<HeaderMap, ExchangeError> {
+    pub fn header_map(&self) -> Result<HeaderMap, HeadError> {
         let mut headers = HeaderMap::with_capacity(self.fields.len());
         for f in &self.fields {
             let name = HeaderName::from_bytes(&self.raw[f.name.0 as usize..f.name.1 as usize])
-                .map_err(|_| ExchangeError::Invalid("bad field name"))?;
+                .map_err(|_| HeadError("bad field name"))?;
             let value = self.raw.slice(f.value.0 as usize..f.value.1 as usize);
-            let value = HeaderValue::from_maybe_shared(value)
-                .map_err(|_| ExchangeError::Invalid("bad field value"))?;
+            let value =
+                HeaderValue::from_maybe_shared(value).map_err(|_| HeadError("bad field value"))?;
             headers.append(name, value);
         }
         Ok(headers)
