@@ -1,25 +1,25 @@
 //! Aralez: a reverse proxy on Cloudflare's Pingora with live-reloadable routing.
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub mod allocator;
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
 pub mod balance;
 pub mod check;
 pub mod config;
-pub mod downstream;
+pub(crate) mod downstream;
 pub mod health;
-pub mod http1;
-pub mod lifecycle;
+pub(crate) mod http1;
+pub(crate) mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod pidfile;
-pub mod privileges;
-pub mod providers;
-pub mod proxy;
-pub mod request;
-pub mod retire;
+pub(crate) mod privileges;
+pub(crate) mod providers;
+pub(crate) mod proxy;
+pub(crate) mod request;
+pub(crate) mod retire;
 pub mod routing;
 pub mod server;
 pub mod tls;
-pub mod watch;
+pub(crate) mod watch;

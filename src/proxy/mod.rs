@@ -28,11 +28,9 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-pub use crate::http1::fields::{http11_parts, BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 pub use context::RequestCtx;
 pub use direct_pool::ConnectionPools;
 use direct_pool::SendError;
-pub use local::https_location;
 pub use outgoing::Outgoing;
 
 use crate::access_log::{millis, AccessLog, Entry};
