@@ -136,7 +136,7 @@ fn api_service(
         master_key: main.master_key.clone(),
         upstreams_path: main.upstreams_conf.clone(),
         in_flight,
-        cluster,
+        cluster: cluster.map(|c| c as Arc<dyn crate::api::Publish>),
     };
     Ok(ApiService::new(state, listeners))
 }

@@ -10,9 +10,8 @@ use axum::Json;
 use log::{info, warn};
 
 use super::keys::{require_key, KeyQuery};
-use super::{error, ApiState};
+use super::{error, ApiState, PublishError};
 use crate::metrics::{count_reload, METRICS};
-use crate::providers::cluster::PushError;
 use crate::routing::{ApplyError, ApplyOutcome};
 
 /// How pushed documents are named in error messages.
@@ -41,10 +40,12 @@ pub async fn post_conf(
             Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
-        match cluster.put(&text).await {
+        match cluster.publish(&text).await {
             Ok(()) => {}
-            Err(e @ PushError::Conflict) => return error(StatusCode::CONFLICT, e.to_string()),
-            Err(e @ PushError::Unreachable(_)) => {
+            Err(e @ PublishError::Conflict(_)) => {
+                return error(StatusCode::CONFLICT, e.to_string())
+            }
+            Err(e @ PublishError::Unavailable(_)) => {
                 return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
         }

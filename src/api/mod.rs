@@ -21,7 +21,6 @@ pub use listen::{ApiListeners, ApiService};
 
 use crate::lifecycle::InFlight;
 use crate::metrics::METRICS;
-use crate::providers::cluster::Cluster;
 use crate::routing::RouteStore;
 
 /// Largest `POST /conf` body.
@@ -36,8 +35,30 @@ pub struct ApiState {
     pub upstreams_path: PathBuf,
     /// Requests in flight, for the metrics.
     pub in_flight: InFlight,
-    /// Fleet mode: pushes go to the shared Consul key.
-    pub cluster: Option<Arc<Cluster>>,
+    /// Fleet mode: pushes go to the shared key first (`providers::cluster`).
+    pub cluster: Option<Arc<dyn Publish>>,
+}
+
+/// Where a pushed document goes before it is applied here, in fleet mode: the key every
+/// instance applies. The API knows only this, not the provider behind it.
+#[async_trait::async_trait]
+pub trait Publish: Send + Sync {
+    /// Writes `text` for every instance, unless someone changed it concurrently.
+    async fn publish(&self, text: &str) -> Result<(), PublishError>;
+
+    /// What `GET /status` shows of it.
+    fn status(&self) -> serde_json::Value;
+}
+
+/// Why a document was not published (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Changed concurrently: fetch the current one and retry (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The shared store cannot be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The API's routes. Wrong methods get 405, bodies over `MAX_BODY` get 413, both as JSON.

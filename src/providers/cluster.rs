@@ -41,6 +41,21 @@ pub enum PushError {
     Unreachable(String),
 }
 
+#[async_trait::async_trait]
+impl crate::api::Publish for Cluster {
+    async fn publish(&self, text: &str) -> Result<(), crate::api::PublishError> {
+        use crate::api::PublishError;
+        self.put(text).await.map_err(|e| match e {
+            PushError::Conflict => PublishError::Conflict(e.to_string()),
+            PushError::Unreachable(_) => PublishError::Unavailable(e.to_string()),
+        })
+    }
+
+    fn status(&self) -> serde_json::Value {
+        Cluster::status(self)
+    }
+}
+
 /// The shared key and what this instance knows about it.
 pub struct Cluster {
     config: ClusterConfig,
