@@ -174,6 +174,14 @@ mod tests {
     }
 
     proptest::proptest! {
+        // A fixed seed: the same paths on every run.
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x9a70_0001),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
         /// Any spelling of a path (each byte after the leading `/` percent-encoded or not,
         /// in either case of hex) routes as the path itself.
         #[test]
