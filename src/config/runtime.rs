@@ -16,7 +16,7 @@ pub const WEEK: u64 = 7 * DAY;
 /// Most worker threads: each is a runtime with its own pools.
 pub const MAX_THREADS: usize = 1024;
 
-/// The bound of every duration key of main.yaml, in seconds (also the README's table).
+/// The bound of every duration key of main.yaml, in seconds (also the table in docs/configuration.md).
 pub const DURATION_BOUNDS: &[(&str, u64)] = &[
     ("connect_timeout", DAY),
     ("client_read_timeout", DAY),

@@ -4,7 +4,7 @@
 //! `request_filter`, which writes the answer itself.
 //! Pingora's proxy path costs half the throughput on such requests (its two-halves proxy
 //! loop, a task spawned per pooled connection it puts back, the request header cloned into
-//! two maps; see README "Performance"); the routing, auth, headers, balancing, retries,
+//! two maps; see docs/performance.md); the routing, auth, headers, balancing, retries,
 //! health marking, error pages, metrics and access log are the same code on both paths.
 //! Everything else (request bodies, which Pingora buffers for retries; WebSocket;
 //! TLS backends; HTTP/2 clients and gRPC) takes Pingora's path.

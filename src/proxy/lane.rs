@@ -4,8 +4,7 @@
 //! routing, auth, backend choice, retries, health marking, headers, metrics and access log
 //! are the same functions as Pingora's path calls; what the lane skips is Pingora's
 //! per-request session (a header with two maps, a boxed session and its digests, the request
-//! future copied into new boxes), which held Aralez below nginx's requests/s (README
-//! "Performance").
+//! future copied into new boxes), which held Aralez below nginx's requests/s (docs/performance.md).
 //!
 //! The lane only forwards. Whatever it would not forward as Pingora's path would (no route,
 //! a redirect, missing or wrong credentials, a TLS backend, a head it does not read) goes to
