@@ -497,7 +497,7 @@ impl Walker<'_> {
                         }
                     }
                 }
-                "headers" => route.request_headers = self.headers(value, &key_path),
+                "headers" => route.request_headers = self.request_headers(value, &key_path),
                 "to_https" => route.to_https = self.https_redirect(value, &key_path),
                 "authorization" => route.authorization = self.authorization(value, &key_path),
                 other => self.sink.unknown_key(path, other, CONSUL_SERVICE_KEYS),
@@ -612,7 +612,7 @@ impl Walker<'_> {
                     saw_servers = true;
                     route.servers = self.servers(value, &key_path);
                 }
-                "headers" => route.request_headers = self.headers(value, &key_path),
+                "headers" => route.request_headers = self.request_headers(value, &key_path),
                 "to_https" => route.to_https = self.https_redirect(value, &key_path),
                 "authorization" => route.authorization = self.authorization(value, &key_path),
                 "sticky_sessions" => route.sticky_sessions = self.boolean(value, &key_path),
@@ -668,17 +668,41 @@ impl Walker<'_> {
     }
 
     fn headers(&mut self, value: &Node, path: &KeyPath<'_>) -> Vec<HeaderPair> {
+        self.headers_refusing(value, path, |_| None)
+    }
+
+    /// A route's request headers: as [`headers`](Self::headers), but never `X-Forwarded-For`,
+    /// the client address chain the proxy extends (a backend trusts its last entry).
+    fn request_headers(&mut self, value: &Node, path: &KeyPath<'_>) -> Vec<HeaderPair> {
+        self.headers_refusing(value, path, |h| {
+            (h.name == "x-forwarded-for").then_some(
+                "X-Forwarded-For is the client chain the proxy extends; a route cannot set it",
+            )
+        })
+    }
+
+    /// A list of `Name:Value` headers, each checked by `refused` (an error message or None).
+    fn headers_refusing(
+        &mut self,
+        value: &Node,
+        path: &KeyPath<'_>,
+        refused: fn(&HeaderPair) -> Option<&'static str>,
+    ) -> Vec<HeaderPair> {
         let Some(list) = self.sequence(value, path, "a list of \"Name:Value\" strings") else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (i, item) in list.iter().enumerate() {
             let item_path = path.index(i);
-            if let Some(text) = self.string(item, &item_path) {
-                match parse_header(text) {
-                    Ok(h) => out.push(h),
-                    Err(msg) => self.sink.push(item_path, msg),
-                }
+            let Some(text) = self.string(item, &item_path) else {
+                continue;
+            };
+            match parse_header(text) {
+                Ok(h) => match refused(&h) {
+                    Some(why) => self.sink.push(item_path, why.to_string()),
+                    None => out.push(h),
+                },
+                Err(msg) => self.sink.push(item_path, msg),
             }
         }
         out
@@ -1060,6 +1084,15 @@ mod tests {
         assert_eq!(
             errors(text, PLAIN),
             vec!["upstreams.yaml:7:13: upstreams.app.example.com.paths./api.servers[1]: \"10.0.0.1\" has no port"]
+        );
+    }
+
+    #[test]
+    fn a_route_cannot_set_the_client_chain() {
+        let text = "headers: [\"X-Forwarded-For: 1.2.3.4\"]\nupstreams:\n  a.com:\n    paths:\n      \"/\":\n        servers: [\"127.0.0.1:80\"]\n        headers: [\"X-Real-IP: 1\", \"x-forwarded-for: 10.0.0.9\"]\n";
+        assert_eq!(
+            errors(text, PLAIN),
+            vec!["upstreams.yaml:7:35: upstreams.a.com.paths./.headers[1]: X-Forwarded-For is the client chain the proxy extends; a route cannot set it"]
         );
     }
 
