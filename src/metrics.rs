@@ -332,6 +332,15 @@ pub fn count_reload(source: &str, outcome: &crate::routing::ApplyOutcome) {
         .inc();
 }
 
+/// Counts a document (or Consul's instances) from `source` that was refused: the live table
+/// stayed.
+pub fn count_failed_reload(source: &str) {
+    METRICS
+        .config_reloads
+        .with_label_values(&[source, "error"])
+        .inc();
+}
+
 /// The process's metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 

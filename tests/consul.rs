@@ -70,8 +70,18 @@ async fn instances_follow_registration_and_static_routes_stay() {
         who(&client(), &proxy, "static.example.com").await,
         (200, "static".into())
     );
+    let applied = |text: &str| {
+        sample(
+            text,
+            "aralez_config_reloads_total{result=\"applied\",source=\"consul\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = applied(&metrics(&proxy).await);
+    assert!(before >= 1.0, "discovery is counted with the other writes");
     consul.deregister("web", &b);
     serves_exactly(&proxy, &["a"]).await;
+    assert!(applied(&metrics(&proxy).await) > before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

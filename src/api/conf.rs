@@ -11,7 +11,7 @@ use log::{info, warn};
 
 use super::keys::{require_key, KeyQuery};
 use super::{error, ApiState, PublishError};
-use crate::metrics::{count_reload, METRICS};
+use crate::metrics::{count_failed_reload, count_reload};
 use crate::routing::{ApplyError, ApplyOutcome};
 
 /// How pushed documents are named in error messages.
@@ -73,10 +73,7 @@ pub async fn post_conf(
             .into_response()
         }
         Ok(Err(ApplyError::Config(e))) => {
-            METRICS
-                .config_reloads
-                .with_label_values(&["api", "error"])
-                .inc();
+            count_failed_reload("api");
             warn!("config push refused:\n{e}");
             error(StatusCode::BAD_REQUEST, e.to_string())
         }

@@ -16,7 +16,7 @@ use pingora::services::background::BackgroundService;
 use serde::Deserialize;
 
 use crate::config::main_conf::ClusterConfig;
-use crate::metrics::{count_reload, METRICS};
+use crate::metrics::{count_failed_reload, count_reload, METRICS};
 use crate::routing::{ApplyOutcome, RouteStore};
 
 const WAIT: &str = "30s";
@@ -226,10 +226,7 @@ impl ClusterWatcher {
                 }
             }
             Ok(Err(e)) => {
-                METRICS
-                    .config_reloads
-                    .with_label_values(&["cluster", "error"])
-                    .inc();
+                count_failed_reload("cluster");
                 warn!("invalid value in consul key {key} ignored; the last good table stays:\n{e}");
             }
             Err(e) => warn!("consul key {key} not applied: {e}"),

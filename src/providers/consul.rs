@@ -13,8 +13,8 @@ use pingora::services::background::BackgroundService;
 use serde::Deserialize;
 
 use crate::config::upstreams::ConsulSettings;
-use crate::metrics::METRICS;
-use crate::routing::RouteStore;
+use crate::metrics::{count_failed_reload, count_reload, METRICS};
+use crate::routing::{ApplyOutcome, RouteStore};
 
 /// How long Consul may hold a blocking query.
 const WAIT: &str = "30s";
@@ -141,11 +141,18 @@ async fn follow(store: Arc<RouteStore>, settings: Arc<ConsulSettings>, service: 
                     .await
                 {
                     Ok(Ok(Some(summary))) => {
+                        count_reload("consul", &ApplyOutcome::Applied(summary));
                         info!("consul: {service} has {count} instances; {summary}")
                     }
                     Ok(Ok(None)) => {}
-                    Ok(Err(e)) => warn!("consul: instances of {service} not applied:\n{e}"),
-                    Err(e) => warn!("consul: instances of {service} not applied: {e}"),
+                    Ok(Err(e)) => {
+                        count_failed_reload("consul");
+                        warn!("consul: instances of {service} not applied:\n{e}")
+                    }
+                    Err(e) => {
+                        count_failed_reload("consul");
+                        warn!("consul: instances of {service} not applied: {e}")
+                    }
                 }
                 if index == 0 {
                     // No index to block on: do not spin.

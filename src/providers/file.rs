@@ -10,7 +10,7 @@ use log::{debug, error, info};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::metrics::{count_reload, METRICS};
+use crate::metrics::{count_failed_reload, count_reload};
 use crate::routing::{ApplyOutcome, RouteStore};
 use crate::watch::{folder_of, watch_folder};
 use tokio::signal::unix::{signal, SignalKind};
@@ -40,10 +40,7 @@ impl FileProvider {
                 debug!("{name} unchanged, still generation {}", summary.generation)
             }
             Ok(Err(e)) => {
-                METRICS
-                    .config_reloads
-                    .with_label_values(&["file", "error"])
-                    .inc();
+                count_failed_reload("file");
                 error!(
                     "reload of {name} failed; generation {} stays live:\n{e}",
                     self.store.load().summary.generation

@@ -106,6 +106,8 @@ impl RouteStore {
             return Ok(None);
         };
         let source = writer.live_source.clone();
+        let _held = crate::retire::hold();
+        let started = std::time::Instant::now();
         let (table, _) = build(
             &text,
             &source,
@@ -114,10 +116,38 @@ impl RouteStore {
             &self.env(&writer),
         )?;
         detect_new_backends(&table);
+        // The same document with other instances: the text stays.
+        Ok(Some(self.install(&mut writer, table, None, started)))
+    }
+
+    /// Makes `table` live: the one swap every write goes through (an applied document, or
+    /// the live one with new Consul instances). Times the write, forgets the metric series
+    /// of hosts that are gone, and retires the old table (with the old text when `text`
+    /// replaces it).
+    fn install(
+        &self,
+        writer: &mut Writer,
+        table: RoutingTable,
+        text: Option<&str>,
+        started: std::time::Instant,
+    ) -> Summary {
         let summary = table.summary;
-        retire(self.live.swap(Arc::new(table)));
+        let table = Arc::new(table);
+        let old_table = self.live.swap(table.clone());
+        METRICS
+            .config_apply
+            .observe(started.elapsed().as_secs_f64());
+        // Series of hosts that are gone would otherwise be exported forever.
+        METRICS.forget_hosts(
+            old_table
+                .hosts()
+                .map(|(h, _)| h)
+                .filter(|h| !table.has_host(h)),
+        );
         writer.generation = summary.generation;
-        Ok(Some(summary))
+        let old_text = text.and_then(|t| writer.live_text.replace(t.to_string()));
+        retire((old_table, old_text));
+        summary
     }
 
     /// Sets the key of sticky-session ids (the master key, so that a fleet agrees on them;
@@ -234,22 +264,7 @@ impl RouteStore {
                 source,
             })?;
         }
-        let summary = table.summary;
-        let table = Arc::new(table);
-        let old_table = self.live.swap(table.clone());
-        METRICS
-            .config_apply
-            .observe(started.elapsed().as_secs_f64());
-        // Series of hosts that are gone would otherwise be exported forever.
-        METRICS.forget_hosts(
-            old_table
-                .hosts()
-                .map(|(h, _)| h)
-                .filter(|h| !table.has_host(h)),
-        );
-        writer.generation = summary.generation;
-        let old_text = writer.live_text.replace(text.to_string());
-        retire((old_table, old_text));
+        let summary = self.install(writer, table, Some(text), started);
         writer.live_source = source.to_string();
         self.consul.send_if_modified(|current| {
             let changed = *current != consul;
