@@ -175,7 +175,7 @@ fn the_block_reader_declines_forms_outside_its_subset() {
         "a: [b, ]\n",
         "a: {b}\n",
         "-\n  scalar below a dash\n",
-        // A backslash before a character of several bytes (found by tests/config_fuzz.rs).
+        // A backslash before a character of several bytes (found by tests/it/config_fuzz.rs).
         "a: \"\\é\"\n",
         "a: 1\n",
     ];

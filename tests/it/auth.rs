@@ -1,6 +1,6 @@
 //! Route authentication through the real binary: basic (plain and bcrypt), API key, JWT.
 
-mod common;
+use crate::common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,6 @@
 //! Health checks, failover and sticky sessions through the real binary.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

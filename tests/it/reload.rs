@@ -1,7 +1,7 @@
 //! Hot reload of upstreams.yaml through the real binary: new routes go live, bad files are
 //! refused with the old table kept, and reloading never fails a request.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Large bodies stream through the proxy in both directions without being buffered.
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures_util::StreamExt;

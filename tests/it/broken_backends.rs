@@ -2,7 +2,7 @@
 //! The client gets a 502 (or a cut stream once the header went out) and the proxy keeps
 //! serving everyone else.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,7 @@
 //! the PID file exists while the process runs and is removed at a clean exit, and the log
 //! lines go to the error log file.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! ambiguous framing are refused with the right status and the connection closed; nothing of
 //! them reaches a backend.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Operations: Prometheus metrics, the access log, SIGHUP, daemon mode, zero-downtime upgrade.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Host selection through the real binary, as nginx picks a `server_name`: the exact name,
 //! then the longest matching `*.` wildcard, then `default_host`; each keeps its own auth.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -4,7 +4,7 @@
 //! 200), and NUL, control bytes and bad escapes get 400, on every path through the proxy:
 //! the fast lane, Pingora's HTTP/1.1 session (`fast_lane: false`) and h2c.
 
-mod common;
+use crate::common;
 
 use common::raw::Conn;
 use common::*;

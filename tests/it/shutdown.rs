@@ -1,6 +1,6 @@
 //! SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit promptly when idle.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

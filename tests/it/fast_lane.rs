@@ -3,7 +3,7 @@
 //! wire format of its answers, pipelining, `Connection: close`, a connection that moves on to
 //! Pingora in the middle, and the same answers with the lane switched off.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Routing, balancing, headers, redirects and backend failure, through the real binary.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! The config API: POST /conf, POST /jwt, GET /status, plain and over HTTPS.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Limits towards clients and backends: body size (413), backend read timeout (504).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

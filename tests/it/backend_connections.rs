@@ -2,7 +2,7 @@
 //! backend connection, and a kept-alive connection the backend closes under a request costs a
 //! GET nothing while a POST is never sent twice, and one it closed while idle is not used.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,7 +5,7 @@
 //! off. What the client sees and what the backend receives must be equal after the one
 //! documented normalisation: field-name case (and `Date`, which is the clock's).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! blocking queries and an optional ACL token. (No `consul` binary is installable here, so
 //! these tests use the double.)
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 // tonic's Status is large by design; boxing it here would only obscure the test.
 #![allow(clippy::result_large_err)]
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::pin::Pin;

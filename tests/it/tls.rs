@@ -1,7 +1,7 @@
 //! The TLS listener: SNI certificate selection, hot reload of the certificate folder, TLS
 //! versions, and HTTP/2 over TLS (ALPN) and over h2c.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::path::Path;

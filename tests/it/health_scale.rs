@@ -1,7 +1,7 @@
 //! Health checks at scale, alone in this binary so that no other test competes for the CPU:
 //! 1,000 backends, 100 of them blackholes that never answer.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! an HTTP/1.1 client (the fast lane) and with HTTP/1.0 or `Expect: 100-continue` clients
 //! (Pingora's session on the direct path), and with the lane off.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

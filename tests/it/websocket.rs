@@ -1,6 +1,6 @@
 //! WebSocket through the plain and the TLS listener: echo, idle sockets, auth and headers.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

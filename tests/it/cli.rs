@@ -1,6 +1,6 @@
 //! The command line: `-t` checks, `--version`, and refusing to start on a bad config.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

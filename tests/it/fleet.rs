@@ -1,6 +1,6 @@
 //! Fleet mode: instances share upstreams.yaml through a Consul KV key (the Consul API double).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
