@@ -25,8 +25,8 @@ use super::admit::{plain_backends, Admission, Incoming, LocalAnswer};
 use super::direct_pool::Lease;
 use super::outgoing::Edited;
 use super::{
-    access_entry, backend_h1, error_status, local, prepare_upstream_request, sticky_cookie, Client,
-    ProxyCore, RequestCtx,
+    access_entry, backend_h1, error_status, local, prepare_upstream_request, Client, ProxyCore,
+    RequestCtx, ResponseEdit,
 };
 use crate::http1::server::{self as h1, Framing, Head};
 use crate::metrics::METRICS;
@@ -200,9 +200,7 @@ impl ProxyCore {
         // A body that ends with the connection leaves nothing to keep alive.
         let keep_alive = answer.keep_alive && framing != Framing::UntilClose;
         out.clear();
-        let added = ctx.response_headers.as_deref().unwrap_or_default();
-        let cookie = sticky_cookie(ctx);
-        h1::write_response_head(out, head, added, cookie.as_deref(), keep_alive);
+        ResponseEdit::of(ctx).write_h1(out, head, keep_alive);
         let status = head.status.as_u16();
         match relay(io, out, &mut lease, framing, read_timeout).await {
             Ok(bytes) => {

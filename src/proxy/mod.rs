@@ -13,6 +13,7 @@ pub(crate) mod guard;
 pub mod lane;
 pub(crate) mod local;
 mod outgoing;
+mod response_edit;
 mod upstream;
 
 use std::borrow::Cow;
@@ -43,6 +44,7 @@ use crate::request::RequestView;
 use crate::routing::Route;
 use crate::routing::RouteStore;
 use admit::{Admission, Incoming, LocalAnswer};
+use response_edit::ResponseEdit;
 
 /// The proxy service: routes each request with the live table and forwards it. Pingora's
 /// hooks and the fast lane (`lane`) share one [`ProxyCore`].
@@ -747,25 +749,11 @@ fn prepare_upstream_request<'a>(
     Ok(())
 }
 
-/// The backend's response header as the client gets it: the global response headers, and a
-/// sticky cookie when the client has none for the backend that answered.
+/// The backend's response header as the client gets it ([`ResponseEdit`]); notes when it
+/// arrived.
 fn finish_response_header(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     ctx.upstream_elapsed = ctx.upstream_started.map(|t| t.elapsed());
-    if let Some(headers) = &ctx.response_headers {
-        local::add_headers(resp, headers)?;
-    }
-    if let Some(cookie) = sticky_cookie(ctx) {
-        resp.append_header(http::header::SET_COOKIE, cookie)?;
-    }
-    Ok(())
-}
-
-/// The sticky cookie for the backend that answered, when the route pins clients and the
-/// client has none for that backend.
-fn sticky_cookie(ctx: &RequestCtx) -> Option<String> {
-    let (route, served) = (ctx.route.as_ref()?, ctx.backend?);
-    (route.sticky && ctx.cookie_backend != Some(served))
-        .then(|| sticky::set_cookie(&route.backends[served].sticky_id, ctx.tls))
+    ResponseEdit::of(ctx).apply(resp)
 }
 
 /// The request's fields of its access log line (the `araleztoken` parameter left out); the
