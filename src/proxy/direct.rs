@@ -105,14 +105,21 @@ pub fn response_header(head: &ResponseHead, keep_case: bool) -> Result<ResponseH
     Ok(resp)
 }
 
-/// Streams the backend's response body to the client, each read within `read_timeout`.
+/// Streams the backend's response body to the client (`first`: its first piece, read already),
+/// each read within `read_timeout`.
 pub async fn relay_body(
     session: &mut Session,
     body: &mut Lease<'_>,
     read_timeout: Duration,
+    mut first: Option<Option<bytes::Bytes>>,
 ) -> Result<()> {
-    while !body.body_done() {
-        let Some(data) = body.next_data(read_timeout).await? else {
+    loop {
+        let piece = match first.take() {
+            Some(piece) => piece,
+            None if body.body_done() => break,
+            None => body.next_data(read_timeout).await?,
+        };
+        let Some(data) = piece else {
             break;
         };
         // A body whose length the backend gave ends with its last piece: finish it in the

@@ -199,10 +199,20 @@ impl ProxyCore {
         let framing = h1::framing(answer.method, head);
         // A body that ends with the connection leaves nothing to keep alive.
         let keep_alive = answer.keep_alive && framing != Framing::UntilClose;
-        out.clear();
-        ResponseEdit::of(ctx).write_h1(out, head, keep_alive);
         let status = head.status.as_u16();
-        match relay(io, out, &mut lease, framing, read_timeout).await {
+        // The body's first piece, when it came with the head, is read before the head goes
+        // out: a body broken from its start (a bad chunk size) is a 502, not a cut 200.
+        let first = match framing {
+            Framing::Empty => None,
+            _ if lease.body_pending() => None,
+            _ => match lease.next_data(read_timeout).await {
+                Ok(piece) => Some(piece),
+                Err(e) => return Outcome::Failed(e),
+            },
+        };
+        out.clear();
+        ResponseEdit::of(ctx).write_h1(out, lease.head(), keep_alive);
+        match relay(io, out, &mut lease, framing, read_timeout, first).await {
             Ok(bytes) => {
                 // Read to its end: the connection can take the next request.
                 lease.release_at(arrived);
@@ -231,8 +241,8 @@ enum Outcome {
     Failed(Box<Error>),
 }
 
-/// Writes the response header in `out` and the body after it, each backend read within
-/// `read_timeout`; the body bytes sent. A body whose length is known ends with its last frame,
+/// Writes the response header in `out` and the body after it (`first`: its first piece, read
+/// already), each backend read within `read_timeout`; the body bytes sent. A body whose length is known ends with its last frame,
 /// so a small response leaves in one write with its header.
 async fn relay<W: AsyncWrite + Unpin>(
     io: &mut W,
@@ -240,9 +250,10 @@ async fn relay<W: AsyncWrite + Unpin>(
     body: &mut Lease<'_>,
     framing: Framing,
     read_timeout: Duration,
+    mut first: Option<Option<Bytes>>,
 ) -> Result<usize> {
     let mut sent = 0;
-    if framing != Framing::Empty && body.body_pending() {
+    if framing != Framing::Empty && first.is_none() && body.body_pending() {
         // The body is not here yet: the head goes out now, not with its first bytes.
         write(io, out).await?;
         io.flush()
@@ -250,8 +261,13 @@ async fn relay<W: AsyncWrite + Unpin>(
             .or_down(ErrorType::WriteError, "flushing the response header")?;
     }
     if framing != Framing::Empty {
-        while !body.body_done() {
-            let Some(data) = body.next_data(read_timeout).await? else {
+        loop {
+            let piece = match first.take() {
+                Some(piece) => piece,
+                None if body.body_done() => break,
+                None => body.next_data(read_timeout).await?,
+            };
+            let Some(data) = piece else {
                 break;
             };
             sent += data.len();

@@ -509,6 +509,13 @@ impl AralezProxy {
             })
             .await?;
         let read_timeout = self.read_timeout(ctx);
+        // The body's first piece, when it came with the head, is read before the head goes
+        // out: a body broken from its start (a bad chunk size) is a 502, as on the lane.
+        let first = if lease.body_done() || lease.body_pending() {
+            None
+        } else {
+            Some(lease.next_data(read_timeout).await?)
+        };
         let mut header = direct::response_header(lease.head(), keeps_case(ctx))?;
         finish_response_header(&mut header, ctx)?;
         settle_framing(session, &mut header)?;
@@ -521,7 +528,7 @@ impl AralezProxy {
         session
             .write_response_header(Box::new(header), false)
             .await?;
-        direct::relay_body(session, &mut lease, read_timeout).await?;
+        direct::relay_body(session, &mut lease, read_timeout, first).await?;
         // Read to its end: the connection can take the next request.
         lease.release();
         Ok(())

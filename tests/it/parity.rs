@@ -1,7 +1,7 @@
 //! The parity harness's differential test (issue "One data plane"): a corpus of requests
 //! (methods, targets, encodings, fields, bodies, malformed input) against backend responses
 //! of every framing (length, chunked, close-delimited, 1xx, 204, 304, HEAD answers, both
-//! lengths, repeated lengths) goes through a proxy with the fast lane on and one with it
+//! lengths, repeated lengths, a broken chunk size) goes through a proxy with the fast lane on and one with it
 //! off. What the client sees and what the backend receives must be equal after the one
 //! documented normalisation: field-name case (and `Date`, which is the clock's).
 
@@ -48,6 +48,11 @@ fn reply(kind: &str, head_request: bool) -> (Vec<u8>, bool) {
             true,
         ),
         "404" => ("HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\n", "nah", false),
+        "badchunk" => (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "+5\r\nhello\r\n0\r\n\r\n",
+            true,
+        ),
         "cookies" => (
             "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 1\r\n\r\n",
             "c",
