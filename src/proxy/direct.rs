@@ -113,15 +113,7 @@ pub async fn relay_body(
     read_timeout: Duration,
     mut first: Option<Option<bytes::Bytes>>,
 ) -> Result<()> {
-    loop {
-        let piece = match first.take() {
-            Some(piece) => piece,
-            None if body.body_done() => break,
-            None => body.next_data(read_timeout).await?,
-        };
-        let Some(data) = piece else {
-            break;
-        };
+    while let Some(data) = body.piece_after(&mut first, read_timeout).await? {
         // A body whose length the backend gave ends with its last piece: finish it in the
         // same call rather than with another round through Pingora's body writer.
         let end = body.body_done();

@@ -130,6 +130,20 @@ impl Lease<'_> {
         }
     }
 
+    /// The next piece of the body: `first` when it holds one (read before the head went out),
+    /// else the backend's next; None at the end.
+    pub async fn piece_after(
+        &mut self,
+        first: &mut Option<Option<Bytes>>,
+        read_timeout: Duration,
+    ) -> pingora::Result<Option<Bytes>> {
+        match first.take() {
+            Some(piece) => Ok(piece),
+            None if self.body_done() => Ok(None),
+            None => self.next_data(read_timeout).await,
+        }
+    }
+
     /// Whether the response body has been read to its end.
     pub fn body_done(&mut self) -> bool {
         self.conn.body_done()

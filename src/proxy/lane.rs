@@ -261,15 +261,7 @@ async fn relay<W: AsyncWrite + Unpin>(
             .or_down(ErrorType::WriteError, "flushing the response header")?;
     }
     if framing != Framing::Empty {
-        loop {
-            let piece = match first.take() {
-                Some(piece) => piece,
-                None if body.body_done() => break,
-                None => body.next_data(read_timeout).await?,
-            };
-            let Some(data) = piece else {
-                break;
-            };
+        while let Some(data) = body.piece_after(&mut first, read_timeout).await? {
             sent += data.len();
             let chunked = framing == Framing::Chunked;
             if out.len() + data.len() <= COALESCE {

@@ -88,7 +88,7 @@ async fn trickle(proxy: &Proxy, head: &[u8], tail: &[u8]) -> Option<String> {
         .map(|_| String::from_utf8_lossy(&out).into_owned())
 }
 
-const SLOW: &str = "header_timeout: 1\n";
+const SLOW: &str = "header_timeout: 3\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_header_trickled_byte_by_byte_is_cut_off() {
@@ -98,7 +98,8 @@ async fn a_header_trickled_byte_by_byte_is_cut_off() {
         ..Default::default()
     };
     let proxy = Proxy::start_with(&single_route("h.example.com", &[&b]), options).await;
-    // 300 header bytes at 10 bytes/s would take 30 s; the deadline is 1 s.
+    // 300 header bytes at 10 bytes/s would take 30 s; the deadline is 3 s (room for a
+    // loaded machine in the merely slow case below, 0.4 s of trickle).
     let tail = format!("X-Slow: {}\r\n\r\n", "a".repeat(300));
     let answer = trickle(
         &proxy,
