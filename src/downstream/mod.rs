@@ -1,6 +1,8 @@
 //! Client connections before Pingora's HTTP code sees them: [`GuardedApp`] wraps the proxy
 //! application so that every accepted connection becomes a [`GuardedStream`] (header deadline,
-//! open-connections gauge), and serves HTTP/1.x connections on the fast lane first.
+//! open-connections gauge). Every HTTP/1.x head is read here first (limits, the HTTP/2
+//! preface rule); the fast lane serves the requests it carries, Pingora's HTTP/1 session the
+//! others, one at a time, handing the connection back after each. HTTP/2 is Pingora's.
 
 mod stream;
 

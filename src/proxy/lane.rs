@@ -6,10 +6,11 @@
 //! per-request session (a header with two maps, a boxed session and its digests, the request
 //! future copied into new boxes), which held Aralez below nginx's requests/s (docs/performance.md).
 //!
-//! The lane only forwards. Whatever it would not forward as Pingora's path would (no route,
-//! a redirect, missing or wrong credentials, a TLS backend, a head it does not read) goes to
-//! Pingora unanswered, with the bytes read so far, and Pingora serves the connection from
-//! then on.
+//! What happens to a request is the admission step's to decide (`admit`); the lane writes
+//! its local answers (404, 401, 301, 400, 413, 503) itself, with the header Pingora's path
+//! writes, and keeps the connection. A request it does not carry (a TLS backend, a head it
+//! does not read: a body, an upgrade, HTTP/1.0) goes to Pingora's session unanswered, with
+//! the bytes read so far, and the connection comes back after it (`downstream`).
 
 use std::borrow::Cow;
 use std::net::IpAddr;
