@@ -25,6 +25,20 @@ struct Field {
     value: (u32, u32),
 }
 
+/// How a response's body is delimited (RFC 9112 §6.3): decided once, by
+/// [`ResponseHead::body`], for the backend's reader and for the writer towards the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body: the answer to a HEAD, a 204 or a 304.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `chunked`, the last transfer coding.
+    Chunked,
+    /// Neither (or another last coding): the body ends when the connection closes.
+    UntilClose,
+}
+
 /// One response head; reused from one response to the next on a connection.
 #[derive(Debug, Default)]
 pub struct ResponseHead {
@@ -136,6 +150,27 @@ impl ResponseHead {
         }
         self.raw = raw;
         Ok(())
+    }
+
+    /// How the body of this response is delimited; `head_request`: it answers a HEAD.
+    pub fn body(&self, head_request: bool) -> BodyFraming {
+        if head_request
+            || self.status == http::StatusCode::NO_CONTENT
+            || self.status == http::StatusCode::NOT_MODIFIED
+        {
+            return BodyFraming::None;
+        }
+        if self.transfer_encoding {
+            return if self.chunked {
+                BodyFraming::Chunked
+            } else {
+                BodyFraming::UntilClose
+            };
+        }
+        match self.length {
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::UntilClose,
+        }
     }
 
     /// Whether the backend keeps the connection open after this response (and its framing

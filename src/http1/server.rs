@@ -14,7 +14,7 @@ use pingora::http::ResponseHeader;
 use crate::config::upstreams::HeaderPair;
 use crate::http1::fields::{BACKEND_CONNECTION, HOP_BY_HOP, PROTECTED};
 use crate::http1::limits::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_TARGET};
-use crate::http1::response_head::ResponseHead;
+use crate::http1::response_head::{BodyFraming, ResponseHead};
 
 /// Longest head the lane waits for; a longer one is Pingora's to refuse or serve.
 const MAX_HEAD: usize = MAX_TARGET + MAX_HEADER_BYTES + 1024;
@@ -327,34 +327,10 @@ pub fn parse_head<'f>(raw: &Bytes, fields: &'f mut Vec<FieldSpan>) -> Option<Hea
     })
 }
 
-/// How a response body goes to the client, decided from its header as Pingora does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body: a response to HEAD, 204 or 304.
-    Empty,
-    /// `Content-Length` bytes.
-    Length,
-    /// `Transfer-Encoding: chunked`, re-chunked from the backend's decoded body.
-    Chunked,
-    /// Neither: the body ends when the connection closes.
-    UntilClose,
-}
-
-pub fn framing(request_method: &http::Method, resp: &ResponseHead) -> Framing {
-    let status = resp.status;
-    if request_method == http::Method::HEAD
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED
-    {
-        return Framing::Empty;
-    }
-    if resp.chunked {
-        Framing::Chunked
-    } else if resp.length.is_some() && !resp.transfer_encoding {
-        Framing::Length
-    } else {
-        Framing::UntilClose
-    }
+/// How a response body goes to the client: as the backend delimited it ([`ResponseHead::body`]);
+/// a chunked body is re-chunked from the backend's decoded one.
+pub fn framing(request_method: &http::Method, resp: &ResponseHead) -> BodyFraming {
+    resp.body(request_method == http::Method::HEAD)
 }
 
 /// Appends the status line and the fields of `resp` to `buf`, with `Date` and `Connection`
@@ -566,26 +542,26 @@ mod tests {
         };
         let get = http::Method::GET;
         let framed = |text: &str| framing(&get, &head(text));
-        assert_eq!(framed("HTTP/1.1 200 OK\r\n\r\n"), Framing::UntilClose);
+        assert_eq!(framed("HTTP/1.1 200 OK\r\n\r\n"), BodyFraming::UntilClose);
         assert_eq!(
             framed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"),
-            Framing::Length
+            BodyFraming::Length(3)
         );
         let length = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
-        assert_eq!(framing(&http::Method::HEAD, &length), Framing::Empty);
+        assert_eq!(framing(&http::Method::HEAD, &length), BodyFraming::None);
         assert_eq!(
             framed(
                 "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
             ),
-            Framing::Chunked
+            BodyFraming::Chunked
         );
         assert_eq!(
             framed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\n"),
-            Framing::UntilClose
+            BodyFraming::UntilClose
         );
         assert_eq!(
             framed("HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"),
-            Framing::Empty
+            BodyFraming::None
         );
     }
 

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::outgoing::{Edited, Outgoing};
-use crate::http1::response_head::{HeadError, ResponseHead};
+use crate::http1::response_head::{BodyFraming, HeadError, ResponseHead};
 
 /// Longest response head (status line and fields).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -347,26 +347,13 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(text, 16).ok()
 }
 
-/// How the body of this response is delimited (RFC 9112 §6.3).
+/// Where the reader starts on the body of this response ([`ResponseHead::body`]).
 fn framing(head: &ResponseHead, head_request: bool) -> Framing {
-    let status = head.status;
-    if head_request
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED
-    {
-        return Framing::Done;
-    }
-    if head.transfer_encoding {
-        return if head.chunked {
-            Framing::ChunkSize
-        } else {
-            Framing::UntilClose
-        };
-    }
-    match head.length {
-        Some(0) => Framing::Done,
-        Some(n) => Framing::Length(n),
-        None => Framing::UntilClose,
+    match head.body(head_request) {
+        BodyFraming::None | BodyFraming::Length(0) => Framing::Done,
+        BodyFraming::Length(n) => Framing::Length(n),
+        BodyFraming::Chunked => Framing::ChunkSize,
+        BodyFraming::UntilClose => Framing::UntilClose,
     }
 }
 

@@ -29,7 +29,8 @@ use super::{
     access_entry, backend_h1, error_status, local, prepare_upstream_request, Client, ProxyCore,
     RequestCtx, ResponseEdit,
 };
-use crate::http1::server::{self as h1, Framing, Head};
+use crate::http1::response_head::BodyFraming as Framing;
+use crate::http1::server::{self as h1, Head};
 use crate::metrics::METRICS;
 
 /// How the lane dealt with a request.
@@ -204,7 +205,7 @@ impl ProxyCore {
         // The body's first piece, when it came with the head, is read before the head goes
         // out: a body broken from its start (a bad chunk size) is a 502, not a cut 200.
         let first = match framing {
-            Framing::Empty => None,
+            Framing::None => None,
             _ if lease.body_pending() => None,
             _ => match lease.next_data(read_timeout).await {
                 Ok(piece) => Some(piece),
@@ -254,14 +255,14 @@ async fn relay<W: AsyncWrite + Unpin>(
     mut first: Option<Option<Bytes>>,
 ) -> Result<usize> {
     let mut sent = 0;
-    if framing != Framing::Empty && first.is_none() && body.body_pending() {
+    if framing != Framing::None && first.is_none() && body.body_pending() {
         // The body is not here yet: the head goes out now, not with its first bytes.
         write(io, out).await?;
         io.flush()
             .await
             .or_down(ErrorType::WriteError, "flushing the response header")?;
     }
-    if framing != Framing::Empty {
+    if framing != Framing::None {
         while let Some(data) = body.piece_after(&mut first, read_timeout).await? {
             sent += data.len();
             let chunked = framing == Framing::Chunked;
