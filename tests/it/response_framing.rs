@@ -152,8 +152,11 @@ const CLIENTS: [(&str, &str); 3] = [
     ),
 ];
 
-async fn connect(proxy: &Proxy) -> TcpStream {
-    TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap()
+/// A new client connection to `proxy` that has sent `request`.
+async fn send(proxy: &Proxy, request: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    s.write_all(request).await.unwrap();
+    s
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,8 +168,7 @@ async fn length_beside_transfer_encoding_reaches_the_client_as_one_framing() {
     for (setting, proxy) in both_engines(&backend.doc("")).await {
         for (client, request) in CLIENTS {
             let before = backend.connections.load(Ordering::SeqCst);
-            let mut s = connect(&proxy).await;
-            s.write_all(request.as_bytes()).await.unwrap();
+            let mut s = send(&proxy, request.as_bytes()).await;
             let (head, rest) = final_head(&mut s, Duration::from_secs(10))
                 .await
                 .unwrap_or_else(|| panic!("{setting}, {client}: no response"));
@@ -190,8 +192,7 @@ async fn length_beside_transfer_encoding_reaches_the_client_as_one_framing() {
             };
             assert_eq!(body, b"hello", "{setting}, {client}");
             // The backend connection of an ambiguous response is not reused.
-            let mut s = connect(&proxy).await;
-            s.write_all(request.as_bytes()).await.unwrap();
+            let mut s = send(&proxy, request.as_bytes()).await;
             assert!(final_head(&mut s, Duration::from_secs(10)).await.is_some());
             assert_eq!(
                 backend.connections.load(Ordering::SeqCst),
@@ -257,8 +258,7 @@ async fn a_non_chunked_coding_with_a_length_is_relayed_until_close() {
     .await;
     for (setting, proxy) in both_engines(&backend.doc("")).await {
         for (client, request) in CLIENTS {
-            let mut s = connect(&proxy).await;
-            s.write_all(request.as_bytes()).await.unwrap();
+            let mut s = send(&proxy, request.as_bytes()).await;
             let (head, rest) = final_head(&mut s, Duration::from_secs(10)).await.unwrap();
             assert!(
                 field(&head, "content-length").is_empty(),
@@ -325,8 +325,7 @@ async fn duplicate_lengths_are_sent_once() {
     .await;
     for (setting, proxy) in both_engines(&backend.doc("")).await {
         for (client, request) in CLIENTS {
-            let mut s = connect(&proxy).await;
-            s.write_all(request.as_bytes()).await.unwrap();
+            let mut s = send(&proxy, request.as_bytes()).await;
             let (head, _) = final_head(&mut s, Duration::from_secs(10)).await.unwrap();
             assert_eq!(
                 field(&head, "content-length"),
@@ -344,10 +343,11 @@ async fn http10_clients_get_a_chunked_body_dechunked_and_the_connection_closed()
     )])
     .await;
     for (setting, proxy) in both_engines(&backend.doc("")).await {
-        let mut s = connect(&proxy).await;
-        s.write_all(b"GET / HTTP/1.0\r\nHost: f.example.com\r\nConnection: keep-alive\r\n\r\n")
-            .await
-            .unwrap();
+        let mut s = send(
+            &proxy,
+            b"GET / HTTP/1.0\r\nHost: f.example.com\r\nConnection: keep-alive\r\n\r\n",
+        )
+        .await;
         let (head, rest) = final_head(&mut s, Duration::from_secs(10)).await.unwrap();
         assert!(
             field(&head, "transfer-encoding").is_empty(),
@@ -369,8 +369,7 @@ async fn chunk_sizes_with_signs_or_spaces_are_refused() {
     ] {
         let backend = Scripted::start(vec![Step::Send(reply)]).await;
         for (setting, proxy) in both_engines(&backend.doc("")).await {
-            let mut s = connect(&proxy).await;
-            s.write_all(CLIENTS[0].1.as_bytes()).await.unwrap();
+            let mut s = send(&proxy, CLIENTS[0].1.as_bytes()).await;
             let got = read_to_close(&mut s, Vec::new()).await;
             let text = String::from_utf8_lossy(&got);
             // The first chunk came with the head: nothing was sent yet, so a 502.
@@ -388,8 +387,7 @@ async fn bare_lf_response_heads_are_read() {
     for (setting, proxy) in both_engines(&backend.doc("        read_timeout: 30\n")).await {
         for (client, request) in CLIENTS {
             let before = backend.requests.load(Ordering::SeqCst);
-            let mut s = connect(&proxy).await;
-            s.write_all(request.as_bytes()).await.unwrap();
+            let mut s = send(&proxy, request.as_bytes()).await;
             // Well before the 30 s read timeout: the head is read, not waited on.
             let (head, _) = final_head(&mut s, Duration::from_secs(5))
                 .await
@@ -431,8 +429,7 @@ async fn the_head_goes_out_before_a_late_body() {
             // A request with a body takes Pingora's proxy path.
             let post = "POST / HTTP/1.1\r\nHost: f.example.com\r\nContent-Length: 2\r\n\r\nhi";
             for (client, request) in CLIENTS.into_iter().chain([("POST", post)]) {
-                let mut s = connect(&proxy).await;
-                s.write_all(request.as_bytes()).await.unwrap();
+                let mut s = send(&proxy, request.as_bytes()).await;
                 // The body is held back until the head has reached the client.
                 let got = final_head(&mut s, Duration::from_secs(5)).await;
                 let (head, _) = got
